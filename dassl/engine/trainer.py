@@ -1,0 +1,652 @@
+"""The training loop: ``TrainerBase`` (model registry, checkpoints, hooks), ``SimpleTrainer`` (data, eval,
+best-model selection) and ``TrainerX``/``TrainerXU`` (one epoch over labeled / labeled+unlabeled data).
+
+A method overrides ``build_model`` and ``forward_backward`` (and, where it differs, ``model_inference``,
+``parse_batch_*``, ``load_model`` or ``test``); the rest is shared. Behaviour follows Dassl.pytorch, with three
+additions that never change results: checkpoints are written atomically, a ``model-last.pth.tar`` (with RNG
+states) after every epoch lets a killed run resume exactly, and every evaluation is written to ``results.json``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os.path as osp
+import time
+from collections import OrderedDict
+
+import numpy as np
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+from dassl.data import DataManager
+from dassl.evaluation import build_evaluator
+from dassl.optim import build_lr_scheduler, build_optimizer
+from dassl.utils import (
+    AverageMeter,
+    MetricMeter,
+    count_num_param,
+    get_rng_state,
+    load_checkpoint,
+    load_pretrained_weights,
+    mkdir_if_missing,
+    save_checkpoint,
+    set_rng_state,
+    tolist_if_not,
+    write_json,
+)
+
+
+class SimpleNet(nn.Module):
+    """A torchvision backbone (classifier removed) + optional MLP head + linear classifier."""
+
+    def __init__(self, cfg, model_cfg, num_classes: int, **kwargs) -> None:
+        super().__init__()
+        import torchvision
+
+        weights = "DEFAULT" if model_cfg.BACKBONE.PRETRAINED else None
+        backbone = torchvision.models.get_model(model_cfg.BACKBONE.NAME, weights=weights)
+        fdim = _strip_classifier(backbone)
+        self.backbone = backbone
+
+        self.head = None
+        if model_cfg.HEAD.NAME and model_cfg.HEAD.HIDDEN_LAYERS:
+            layers: list[nn.Module] = []
+            in_features = fdim
+            for hidden in model_cfg.HEAD.HIDDEN_LAYERS:
+                layers.append(nn.Linear(in_features, hidden))
+                if model_cfg.HEAD.BN:
+                    layers.append(nn.BatchNorm1d(hidden))
+                layers.append(nn.ReLU(inplace=True) if model_cfg.HEAD.ACTIVATION == "relu" else nn.LeakyReLU(0.1))
+                if model_cfg.HEAD.DROPOUT > 0:
+                    layers.append(nn.Dropout(model_cfg.HEAD.DROPOUT))
+                in_features = hidden
+            self.head = nn.Sequential(*layers)
+            fdim = in_features
+
+        self.classifier = nn.Linear(fdim, num_classes) if num_classes > 0 else None
+        self._fdim = fdim
+
+    @property
+    def fdim(self) -> int:
+        return self._fdim
+
+    def forward(self, x: torch.Tensor, return_feature: bool = False):
+        f = self.backbone(x)
+        if self.head is not None:
+            f = self.head(f)
+        if self.classifier is None:
+            return f
+        y = self.classifier(f)
+        if return_feature:
+            return y, f
+        return y
+
+
+def _strip_classifier(model: nn.Module) -> int:
+    for attr in ("fc", "classifier", "head", "heads"):
+        layer = getattr(model, attr, None)
+        if isinstance(layer, nn.Linear):
+            setattr(model, attr, nn.Identity())
+            return layer.in_features
+        if isinstance(layer, nn.Sequential):
+            linears = [m for m in layer if isinstance(m, nn.Linear)]
+            if linears:
+                setattr(model, attr, nn.Identity())
+                return linears[0].in_features
+    raise ValueError(f"Cannot find the classifier layer of {type(model).__name__}")
+
+
+class TrainerBase:
+    """Model registry, checkpoints, LR updates, tensorboard and the epoch loop with its hooks."""
+
+    def __init__(self) -> None:
+        self._models: OrderedDict[str, nn.Module] = OrderedDict()
+        self._optims: OrderedDict = OrderedDict()
+        self._scheds: OrderedDict = OrderedDict()
+        self._writer = None
+
+    def register_model(self, name: str = "model", model: nn.Module | None = None, optim=None, sched=None) -> None:
+        """Register a model (with its optimizer and scheduler) to be trained, saved and loaded under ``name``."""
+        if self.__dict__.get("_models") is None:
+            raise AttributeError("Cannot assign model before super().__init__() call")
+        if self.__dict__.get("_optims") is None:
+            raise AttributeError("Cannot assign optim before super().__init__() call")
+        if self.__dict__.get("_scheds") is None:
+            raise AttributeError("Cannot assign sched before super().__init__() call")
+        if name in self._models:
+            raise KeyError(f"Found duplicate model names: {name}")
+        self._models[name] = model
+        self._optims[name] = optim
+        self._scheds[name] = sched
+
+    def get_model_names(self, names=None) -> list[str]:
+        names_real = list(self._models.keys())
+        if names is not None:
+            names = tolist_if_not(names)
+            for name in names:
+                if name not in names_real:
+                    raise KeyError(f"Model '{name}' is not registered; registered: {names_real}")
+            return names
+        return names_real
+
+    def save_model(self, epoch: int, directory: str, is_best: bool = False, val_result=None, model_name: str = "") -> None:
+        """Write ``{state_dict, epoch: epoch+1, optimizer, scheduler, val_result}`` for every registered model."""
+        for name in self.get_model_names():
+            model_dict = self.model_state_dict(name)
+            optim_dict = self._optims[name].state_dict() if self._optims[name] is not None else None
+            sched_dict = self._scheds[name].state_dict() if self._scheds[name] is not None else None
+            state = {
+                "state_dict": model_dict,
+                "epoch": epoch + 1,
+                "optimizer": optim_dict,
+                "scheduler": sched_dict,
+                "val_result": val_result,
+            }
+            state.update(self.checkpoint_extras())
+            save_checkpoint(state, osp.join(directory, name), is_best=is_best, model_name=model_name)
+
+    def model_state_dict(self, name: str) -> dict:
+        """What goes into a checkpoint for model ``name``; trainers that save only trainable tensors override it."""
+        return self._models[name].state_dict()
+
+    def checkpoint_extras(self) -> dict:
+        """Extra keys stored in every checkpoint (resume bookkeeping)."""
+        return {}
+
+    def resume_model_if_exist(self, directory: str) -> int:
+        """Resume every registered model from ``directory/<name>/checkpoint`` if present; return the start epoch."""
+        names = self.get_model_names()
+        file_missing = any(not osp.exists(osp.join(directory, name, "checkpoint")) for name in names)
+        if file_missing or not names:
+            print("No checkpoint found, train from scratch")
+            return 0
+        print(f"Found checkpoint at {directory} (will resume training)")
+        start_epoch = 0
+        for name in names:
+            path = osp.join(directory, name)
+            start_epoch = self._resume_one(path, name)
+        print(
+            f"Resumed from epoch {start_epoch}: training continues at epoch {start_epoch + 1}. "
+            "To start from scratch instead, use a new --output-dir."
+        )
+        return start_epoch
+
+    def _resume_one(self, path: str, name: str) -> int:
+        with open(osp.join(path, "checkpoint"), encoding="utf-8") as f:
+            fpath = osp.join(path, f.readline().strip())
+        print(f'Loading checkpoint from "{fpath}"')
+        checkpoint = load_checkpoint(fpath)
+        self.load_model_state_dict(name, checkpoint["state_dict"], strict=True)
+        if self._optims[name] is not None and checkpoint.get("optimizer") is not None:
+            self._optims[name].load_state_dict(checkpoint["optimizer"])
+            print("Loaded optimizer")
+        if self._scheds[name] is not None and checkpoint.get("scheduler") is not None:
+            self._scheds[name].load_state_dict(checkpoint["scheduler"])
+            print("Loaded scheduler")
+        self.restore_checkpoint_extras(checkpoint)
+        return checkpoint["epoch"]
+
+    def restore_checkpoint_extras(self, checkpoint: dict) -> None:
+        """Counterpart of ``checkpoint_extras`` when resuming."""
+
+    def load_model_state_dict(self, name: str, state_dict: dict, strict: bool = True) -> None:
+        """Load weights into model ``name`` (trainers that save only trainable tensors override it)."""
+        self._models[name].load_state_dict(state_dict, strict=strict)
+
+    def load_model(self, directory: str, epoch: int | None = None) -> None:
+        """Load ``model-best.pth.tar`` (or ``model.pth.tar-<epoch>``) of every registered model from ``directory``."""
+        if not directory:
+            print("Note that load_model() is skipped as no pretrained model is given")
+            return
+        names = self.get_model_names()
+        model_file = "model-best.pth.tar"
+        if epoch is not None:
+            model_file = f"model.pth.tar-{epoch}"
+        for name in names:
+            model_path = osp.join(directory, name, model_file)
+            if not osp.exists(model_path):
+                raise FileNotFoundError(
+                    f'Model not found at "{model_path}". Check --model-dir and --load-epoch '
+                    f"(files there: {sorted(_list_dir(osp.join(directory, name)))})"
+                )
+            checkpoint = load_checkpoint(model_path)
+            state_dict = checkpoint["state_dict"]
+            loaded_epoch = checkpoint["epoch"]
+            val_result = checkpoint.get("val_result")
+            shown = f"{val_result:.1f}" if isinstance(val_result, (int, float)) else val_result
+            print(f'Load {model_path} to {name} (epoch={loaded_epoch}, val_result={shown})')
+            self.load_model_state_dict(name, state_dict, strict=True)
+            self._deployed_epoch = loaded_epoch
+
+    def set_model_mode(self, mode: str = "train", names=None) -> None:
+        for name in self.get_model_names(names):
+            if mode == "train":
+                self._models[name].train()
+            elif mode in ("test", "eval"):
+                self._models[name].eval()
+            else:
+                raise KeyError(f"Unknown model mode '{mode}' (use train, eval or test)")
+
+    def update_lr(self, names=None) -> None:
+        for name in self.get_model_names(names):
+            if self._scheds[name] is not None:
+                self._scheds[name].step()
+
+    def detect_anomaly(self, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss).all():
+            raise FloatingPointError("Loss is infinite or NaN!")
+
+    def init_writer(self, log_dir: str) -> None:
+        if self.__dict__.get("_writer") is None or self._writer is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                print("Tensorboard is not installed: scalars are not logged (pip install tensorboard)")
+                self._writer = None
+                return
+            print(f"Initialize tensorboard (log_dir={log_dir})")
+            self._writer = SummaryWriter(log_dir=log_dir)
+
+    def close_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+    def write_scalar(self, tag: str, scalar_value, global_step=None) -> None:
+        if self._writer is not None:
+            self._writer.add_scalar(tag, scalar_value, global_step)
+
+    def train(self, start_epoch: int, max_epoch: int) -> None:
+        """Generic training loop: hooks around every epoch."""
+        self.start_epoch = start_epoch
+        self.max_epoch = max_epoch
+        self.before_train()
+        for self.epoch in range(self.start_epoch, self.max_epoch):  # noqa: B020 (Dassl hooks read self.epoch)
+            self.before_epoch()
+            self.run_epoch()
+            self.after_epoch()
+        self.after_train()
+
+    def before_train(self) -> None:
+        pass
+
+    def after_train(self) -> None:
+        pass
+
+    def before_epoch(self) -> None:
+        pass
+
+    def after_epoch(self) -> None:
+        pass
+
+    def run_epoch(self) -> None:
+        raise NotImplementedError
+
+    def test(self):
+        raise NotImplementedError
+
+    def parse_batch_train(self, batch):
+        raise NotImplementedError
+
+    def parse_batch_test(self, batch):
+        raise NotImplementedError
+
+    def forward_backward(self, batch):
+        raise NotImplementedError
+
+    def model_inference(self, input):
+        raise NotImplementedError
+
+    def model_zero_grad(self, names=None) -> None:
+        for name in self.get_model_names(names):
+            if self._optims[name] is not None:
+                self._optims[name].zero_grad()
+
+    def model_backward(self, loss: torch.Tensor) -> None:
+        self.detect_anomaly(loss)
+        loss.backward()
+
+    def model_update(self, names=None) -> None:
+        for name in self.get_model_names(names):
+            if self._optims[name] is not None:
+                self._optims[name].step()
+
+    def model_backward_and_update(self, loss: torch.Tensor, names=None) -> None:
+        self.model_zero_grad(names)
+        self.model_backward(loss)
+        self.model_update(names)
+
+
+def _list_dir(path: str) -> list[str]:
+    import os
+
+    return os.listdir(path) if osp.isdir(path) else []
+
+
+class SimpleTrainer(TrainerBase):
+    """Data loaders, evaluator, best-model selection and results.json on top of TrainerBase."""
+
+    def __init__(self, cfg) -> None:
+        super().__init__()
+        self.check_cfg(cfg)
+
+        if torch.cuda.is_available() and cfg.USE_CUDA:
+            self.device = torch.device("cuda")
+        else:
+            self.device = torch.device("cpu")
+
+        # Save as attributes some frequently used variables
+        self.start_epoch = self.epoch = 0
+        self.max_epoch = cfg.OPTIM.MAX_EPOCH
+        self.output_dir = cfg.OUTPUT_DIR
+
+        self.cfg = cfg
+        self.build_data_loader()
+        self.build_model()
+        self.evaluator = build_evaluator(cfg, lab2cname=self.lab2cname)
+        self.best_result = -np.inf
+        self._deployed_epoch: int | None = None
+        self._evaluations: list[dict] = []
+
+    def check_cfg(self, cfg) -> None:
+        """Check whether some variables are set correctly for the trainer (hook for subclasses)."""
+
+    def build_data_loader(self) -> None:
+        """Create the data loaders (trainers that need custom transforms override this)."""
+        dm = DataManager(self.cfg)
+        self.train_loader_x = dm.train_loader_x
+        self.train_loader_u = dm.train_loader_u  # optional, can be None
+        self.val_loader = dm.val_loader  # optional, can be None
+        self.test_loader = dm.test_loader
+        self.num_classes = dm.num_classes
+        self.num_source_domains = dm.num_source_domains
+        self.lab2cname = dm.lab2cname  # dict {label: classname}
+        self.dm = dm
+
+    def build_model(self) -> None:
+        """Build and register the model (default: SimpleNet); prompt-learning trainers override this."""
+        cfg = self.cfg
+        print("Building model")
+        self.model = SimpleNet(cfg, cfg.MODEL, self.num_classes)
+        if cfg.MODEL.INIT_WEIGHTS:
+            load_pretrained_weights(self.model, cfg.MODEL.INIT_WEIGHTS)
+        self.model.to(self.device)
+        print(f"# params: {count_num_param(self.model):,}")
+        self.optim = build_optimizer(self.model, cfg.OPTIM)
+        self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
+        self.register_model("model", self.model, self.optim, self.sched)
+        device_count = torch.cuda.device_count()
+        if device_count > 1 and self.device.type == "cuda":
+            print(f"Detected {device_count} GPUs (use nn.DataParallel)")
+            self.model = nn.DataParallel(self.model)
+
+    def train(self) -> None:
+        super().train(self.start_epoch, self.max_epoch)
+
+    def before_train(self) -> None:
+        directory = self.cfg.OUTPUT_DIR
+        if self.cfg.RESUME:
+            directory = self.cfg.RESUME
+        self.start_epoch = self.resume_model_if_exist(directory)
+
+        # Initialize summary writer
+        writer_dir = osp.join(self.output_dir, "tensorboard")
+        mkdir_if_missing(writer_dir)
+        self.init_writer(writer_dir)
+
+        # Remember the starting time (for computing the elapsed time)
+        self.time_start = time.time()
+
+    def after_train(self) -> None:
+        print("Finish training")
+        do_test = not self.cfg.TEST.NO_TEST
+        if do_test:
+            if self.cfg.TEST.FINAL_MODEL == "best_val":
+                print("Deploy the model with the best val performance")
+                self.load_model(self.output_dir)
+            else:
+                print("Deploy the last-epoch model")
+                self._deployed_epoch = self.max_epoch
+            self.test()
+
+        # Show elapsed time
+        elapsed = round(time.time() - self.time_start)
+        elapsed = str(datetime.timedelta(seconds=elapsed))
+        print(f"Elapsed: {elapsed}")
+
+        # Close writer
+        self.close_writer()
+
+    def after_epoch(self) -> None:
+        last_epoch = (self.epoch + 1) == self.max_epoch
+        do_test = not self.cfg.TEST.NO_TEST
+        meet_checkpoint_freq = (
+            (self.epoch + 1) % self.cfg.TRAIN.CHECKPOINT_FREQ == 0 if self.cfg.TRAIN.CHECKPOINT_FREQ > 0 else False
+        )
+
+        if do_test and self.cfg.TEST.FINAL_MODEL == "best_val":
+            curr_result = self.test(split="val")
+            is_best = curr_result > self.best_result
+            if is_best:
+                self.best_result = curr_result
+                self.save_model(self.epoch, self.output_dir, val_result=curr_result, model_name="model-best.pth.tar")
+
+        if meet_checkpoint_freq or last_epoch:
+            self.save_model(self.epoch, self.output_dir)
+        elif self.cfg.TRAIN.SAVE_LAST:
+            self.save_model(self.epoch, self.output_dir, model_name="model-last.pth.tar")
+
+    def checkpoint_extras(self) -> dict:
+        best = self.best_result
+        return {
+            "rng_state": get_rng_state(),
+            "best_result": None if best is None or not np.isfinite(best) else float(best),
+        }
+
+    def restore_checkpoint_extras(self, checkpoint: dict) -> None:
+        if checkpoint.get("rng_state") is not None:
+            set_rng_state(checkpoint["rng_state"])
+            print("Restored the random number generator states")
+        if checkpoint.get("best_result") is not None:
+            self.best_result = checkpoint["best_result"]
+
+    @torch.no_grad()
+    def test(self, split: str | None = None):
+        """Evaluate on the val or test split; returns the first metric (accuracy)."""
+        self.set_model_mode("eval")
+        self.evaluator.reset()
+        final = split is None
+
+        if split is None:
+            split = self.cfg.TEST.SPLIT
+
+        if split == "val" and self.val_loader is not None:
+            data_loader = self.val_loader
+        else:
+            split = "test"  # in case val_loader is None
+            data_loader = self.test_loader
+
+        print(f"Evaluate on the *{split}* set")
+
+        for batch in tqdm(data_loader, desc=f"eval {split}", leave=False):
+            input, label = self.parse_batch_test(batch)
+            output = self.model_inference(input)
+            self.evaluator.process(output, label)
+
+        results = self.evaluator.evaluate()
+
+        for k, v in results.items():
+            tag = f"{split}/{k}"
+            self.write_scalar(tag, v, self.epoch)
+
+        self.record_result(split, results, final=final, num_samples=len(data_loader.dataset))
+        return list(results.values())[0]
+
+    def record_result(self, split: str, results: dict, final: bool = False, num_samples: int | None = None) -> None:
+        """Append one evaluation to ``<OUTPUT_DIR>/results.json`` (machine-readable twin of log.txt)."""
+        entry = {
+            "split": split,
+            "epoch": (self._deployed_epoch if final else self.epoch + 1),
+            "num_samples": num_samples,
+        }
+        entry.update({k: _to_jsonable(v) for k, v in results.items()})
+        self._evaluations.append(entry)
+        payload = {
+            "trainer": self.cfg.TRAINER.NAME,
+            "dataset": self.cfg.DATASET.NAME,
+            "seed": self.cfg.SEED,
+            "num_shots": self.cfg.DATASET.NUM_SHOTS,
+            "subsample_classes": self.cfg.DATASET.get("SUBSAMPLE_CLASSES", "all"),
+            "backbone": self.cfg.MODEL.BACKBONE.NAME,
+            "final_model": self.cfg.TEST.FINAL_MODEL,
+            "config_hash": hashlib.sha256(self.cfg.dump().encode("utf-8")).hexdigest()[:16],
+            "evaluations": self._evaluations,
+        }
+        if final:
+            self._final_result = entry
+        if getattr(self, "_final_result", None) is not None:
+            payload["final"] = self._final_result
+        write_json(payload, osp.join(self.output_dir, "results.json"))
+
+    def parse_batch_test(self, batch):
+        input = batch["img"].to(self.device)
+        label = batch["label"].to(self.device)
+        return input, label
+
+    def get_current_lr(self, names=None) -> float:
+        names = self.get_model_names(names)
+        name = names[0]
+        return self._optims[name].param_groups[0]["lr"]
+
+    def model_inference(self, input):
+        return self.model(input)
+
+
+def _to_jsonable(value):
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_to_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _to_jsonable(v) for k, v in value.items()}
+    return value
+
+
+class TrainerX(SimpleTrainer):
+    """A trainer over labeled data only (one pass over ``train_loader_x`` per epoch)."""
+
+    def run_epoch(self) -> None:
+        self.set_model_mode("train")
+        losses = MetricMeter()
+        batch_time = AverageMeter()
+        data_time = AverageMeter()
+        self.num_batches = len(self.train_loader_x)
+
+        end = time.time()
+        for self.batch_idx, batch in enumerate(self.train_loader_x):  # noqa: B020
+            data_time.update(time.time() - end)
+            loss_summary = self.forward_backward(batch)
+            batch_time.update(time.time() - end)
+            losses.update(loss_summary)
+
+            meet_freq = (self.batch_idx + 1) % self.cfg.TRAIN.PRINT_FREQ == 0
+            only_few_batches = self.num_batches < self.cfg.TRAIN.PRINT_FREQ
+            if meet_freq or only_few_batches:
+                self._print_progress(losses, batch_time, data_time)
+
+            n_iter = self.epoch * self.num_batches + self.batch_idx
+            for name, meter in losses.meters.items():
+                self.write_scalar("train/" + name, meter.avg, n_iter)
+            self.write_scalar("train/lr", self.get_current_lr(), n_iter)
+
+            end = time.time()
+
+    def _print_progress(self, losses: MetricMeter, batch_time: AverageMeter, data_time: AverageMeter) -> None:
+        nb_remain = 0
+        nb_remain += self.num_batches - self.batch_idx - 1
+        nb_remain += (self.max_epoch - self.epoch - 1) * self.num_batches
+        eta_seconds = batch_time.avg * nb_remain
+        eta = str(datetime.timedelta(seconds=int(eta_seconds)))
+        info = [
+            f"epoch [{self.epoch + 1}/{self.max_epoch}]",
+            f"batch [{self.batch_idx + 1}/{self.num_batches}]",
+            f"time {batch_time.val:.3f} ({batch_time.avg:.3f})",
+            f"data {data_time.val:.3f} ({data_time.avg:.3f})",
+            f"{losses}",
+            f"lr {self.get_current_lr():.4e}",
+            f"eta {eta}",
+        ]
+        print(" ".join(info))
+
+    def parse_batch_train(self, batch):
+        input = batch["img"].to(self.device)
+        label = batch["label"].to(self.device)
+        domain = batch["domain"].to(self.device)
+        return input, label, domain
+
+
+class TrainerXU(TrainerX):
+    """A trainer over labeled and unlabeled data (semi-supervised / transductive methods).
+
+    ``TRAIN.COUNT_ITER`` decides the epoch length: ``train_x``, ``train_u`` or ``smaller_one``.
+    """
+
+    def run_epoch(self) -> None:
+        self.set_model_mode("train")
+        losses = MetricMeter()
+        batch_time = AverageMeter()
+        data_time = AverageMeter()
+
+        len_train_loader_x = len(self.train_loader_x)
+        len_train_loader_u = len(self.train_loader_u)
+        if self.cfg.TRAIN.COUNT_ITER == "train_x":
+            self.num_batches = len_train_loader_x
+        elif self.cfg.TRAIN.COUNT_ITER == "train_u":
+            self.num_batches = len_train_loader_u
+        elif self.cfg.TRAIN.COUNT_ITER == "smaller_one":
+            self.num_batches = min(len_train_loader_x, len_train_loader_u)
+        else:
+            raise ValueError(f"TRAIN.COUNT_ITER must be train_x, train_u or smaller_one, got {self.cfg.TRAIN.COUNT_ITER}")
+
+        train_loader_x_iter = iter(self.train_loader_x)
+        train_loader_u_iter = iter(self.train_loader_u)
+
+        end = time.time()
+        for self.batch_idx in range(self.num_batches):  # noqa: B020
+            try:
+                batch_x = next(train_loader_x_iter)
+            except StopIteration:
+                train_loader_x_iter = iter(self.train_loader_x)
+                batch_x = next(train_loader_x_iter)
+            try:
+                batch_u = next(train_loader_u_iter)
+            except StopIteration:
+                train_loader_u_iter = iter(self.train_loader_u)
+                batch_u = next(train_loader_u_iter)
+
+            data_time.update(time.time() - end)
+            loss_summary = self.forward_backward(batch_x, batch_u)
+            batch_time.update(time.time() - end)
+            losses.update(loss_summary)
+
+            meet_freq = (self.batch_idx + 1) % self.cfg.TRAIN.PRINT_FREQ == 0
+            only_few_batches = self.num_batches < self.cfg.TRAIN.PRINT_FREQ
+            if meet_freq or only_few_batches:
+                self._print_progress(losses, batch_time, data_time)
+
+            n_iter = self.epoch * self.num_batches + self.batch_idx
+            for name, meter in losses.meters.items():
+                self.write_scalar("train/" + name, meter.avg, n_iter)
+            self.write_scalar("train/lr", self.get_current_lr(), n_iter)
+            end = time.time()
+
+    def parse_batch_train(self, batch_x, batch_u):
+        input_x = batch_x["img"].to(self.device)
+        label_x = batch_x["label"].to(self.device)
+        input_u = batch_u["img"].to(self.device)
+        return input_x, label_x, input_u

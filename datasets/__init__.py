@@ -1,0 +1,3 @@
+"""Dataset classes, registered into ``dassl.data.datasets.DATASET_REGISTRY`` on import."""
+
+from . import caltech101  # noqa: F401

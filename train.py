@@ -1,0 +1,143 @@
+"""Train or evaluate a method: flag-compatible with the upstream ``train.py`` of CoOp/MaPLe/PromptSRC/PromptKD.
+
+    python train.py --root DATA --seed 1 --trainer PromptKD \
+        --dataset-config-file configs/datasets/caltech101.yaml \
+        --config-file configs/trainers/PromptKD/vit_b16_c2_ep20_batch8_4+4ctx.yaml \
+        --output-dir output/... [KEY VALUE ...]
+
+Config merge order: engine defaults + ``extend_cfg`` -> dataset yaml -> method yaml -> flags -> ``KEY VALUE``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os.path as osp
+import sys
+
+import torch
+
+import datasets  # noqa: F401  (registers the datasets)
+import trainers  # noqa: F401  (registers the trainers)
+from dassl.config import ConfigError, get_cfg_default, merge_cfg_from_file, merge_cfg_from_list
+from dassl.engine import build_trainer
+from dassl.utils import atomic_write_text, collect_env_info, set_random_seed, setup_logger
+from trainers.backbone import ClipCheckpointError
+from trainers.config import extend_cfg
+
+__all__ = ["extend_cfg", "setup_cfg", "reset_cfg", "main", "build_parser"]
+
+
+def print_args(args: argparse.Namespace, cfg) -> None:
+    print("***************")
+    print("** Arguments **")
+    print("***************")
+    for key in sorted(args.__dict__.keys()):
+        print(f"{key}: {args.__dict__[key]}")
+    print("************")
+    print("** Config **")
+    print("************")
+    print(cfg)
+
+
+def reset_cfg(cfg, args: argparse.Namespace) -> None:
+    """Apply the command-line flags to the config (after the yaml files, before ``KEY VALUE`` overrides)."""
+    if args.root:
+        cfg.DATASET.ROOT = args.root
+    if args.output_dir:
+        cfg.OUTPUT_DIR = args.output_dir
+    if args.resume:
+        cfg.RESUME = args.resume  # upstream PromptKD drops this value; we honour it
+    if args.seed:
+        cfg.SEED = args.seed
+    if args.source_domains:
+        cfg.DATASET.SOURCE_DOMAINS = args.source_domains
+    if args.target_domains:
+        cfg.DATASET.TARGET_DOMAINS = args.target_domains
+    if args.transforms:
+        cfg.INPUT.TRANSFORMS = args.transforms
+    if args.trainer:
+        cfg.TRAINER.NAME = args.trainer
+    if args.backbone:
+        cfg.MODEL.BACKBONE.NAME = args.backbone
+    if args.head:
+        cfg.MODEL.HEAD.NAME = args.head
+
+
+def setup_cfg(args: argparse.Namespace):
+    """Build the frozen config: defaults -> dataset yaml -> method yaml -> flags -> KEY VALUE opts."""
+    cfg = get_cfg_default()
+    extend_cfg(cfg)
+    if args.dataset_config_file:
+        merge_cfg_from_file(cfg, args.dataset_config_file)
+    if args.config_file:
+        merge_cfg_from_file(cfg, args.config_file)
+    reset_cfg(cfg, args)
+    merge_cfg_from_list(cfg, args.opts or [])
+    cfg.freeze()
+    return cfg
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=str, default="", help="path to dataset")
+    parser.add_argument("--output-dir", type=str, default="", help="output directory")
+    parser.add_argument("--resume", type=str, default="", help="checkpoint directory (from which the training resumes)")
+    parser.add_argument("--seed", type=int, default=-1, help="only positive value enables a fixed seed")
+    parser.add_argument("--source-domains", type=str, nargs="+", help="source domains for DA/DG")
+    parser.add_argument("--target-domains", type=str, nargs="+", help="target domains for DA/DG")
+    parser.add_argument("--transforms", type=str, nargs="+", help="data augmentation methods")
+    parser.add_argument("--config-file", type=str, default="", help="path to config file")
+    parser.add_argument("--dataset-config-file", type=str, default="", help="path to config file for dataset setup")
+    parser.add_argument("--trainer", type=str, default="", help="name of trainer")
+    parser.add_argument("--backbone", type=str, default="", help="name of CNN backbone")
+    parser.add_argument("--head", type=str, default="", help="name of head")
+    parser.add_argument("--eval-only", action="store_true", help="evaluation only")
+    parser.add_argument("--model-dir", type=str, default="", help="load model from this directory for eval-only mode")
+    parser.add_argument("--load-epoch", type=int, help="load model weights at this epoch for evaluation")
+    parser.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
+    parser.add_argument(
+        "opts", default=None, nargs=argparse.REMAINDER, help="modify config options using the command-line"
+    )
+    return parser
+
+
+def run(args: argparse.Namespace):
+    """Set up the run described by ``args`` and train or evaluate; returns the trainer."""
+    cfg = setup_cfg(args)
+    if cfg.SEED >= 0:
+        print(f"Setting fixed seed: {cfg.SEED}")
+        set_random_seed(cfg.SEED)
+    setup_logger(cfg.OUTPUT_DIR)
+    atomic_write_text(osp.join(cfg.OUTPUT_DIR, "config.yaml"), cfg.dump())
+
+    if torch.cuda.is_available() and cfg.USE_CUDA:
+        torch.backends.cudnn.benchmark = True
+
+    print_args(args, cfg)
+    print("Collecting env info ...")
+    print(f"** System info **\n{collect_env_info()}\n")
+
+    trainer = build_trainer(cfg)
+
+    if args.eval_only:
+        trainer.load_model(args.model_dir, epoch=args.load_epoch)
+        trainer.test()
+        return trainer
+
+    if not args.no_train:
+        trainer.train()
+    return trainer
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except (ConfigError, ClipCheckpointError) as err:
+        print(f"\nError: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

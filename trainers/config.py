@@ -1,0 +1,83 @@
+"""``extend_cfg``: the config nodes of every trainer we ship, with upstream names, types and defaults.
+
+yacs rejects keys without a default and checks types against the default, so upstream yaml files and
+script flags only load if these match exactly (e.g. PromptSRC's loss weights and GPA values are ints).
+"""
+
+from __future__ import annotations
+
+from yacs.config import CfgNode as CN
+
+
+def extend_cfg(cfg: CN) -> CN:
+    """Add the trainer nodes and the dataset/protocol keys that the engine defaults do not have (in place)."""
+    # Protocol: which classes a dataset keeps (all, base = first ceil(n/2) labels, new = the rest)
+    cfg.DATASET.SUBSAMPLE_CLASSES = "all"
+    # PromptKD's protocol switch (base2novel or cross); read by the dataset classes for the student's splits
+    cfg.TRAINER.MODAL = "base2novel"
+    cfg.TEST.NO_TEST = False
+    # Ours: an explicit CLIP checkpoint file (empty: look up MODEL.BACKBONE.NAME in the CLIP cache dir)
+    cfg.MODEL.BACKBONE.PATH = ""
+
+    cfg.TRAINER.COOP = CN()
+    cfg.TRAINER.COOP.N_CTX = 16  # number of context vectors
+    cfg.TRAINER.COOP.CSC = False  # class-specific context
+    cfg.TRAINER.COOP.CTX_INIT = ""  # initialization words
+    cfg.TRAINER.COOP.PREC = "fp16"  # fp16, fp32, bf16, amp
+    cfg.TRAINER.COOP.CLASS_TOKEN_POSITION = "end"  # 'middle' or 'end' or 'front'
+    cfg.TRAINER.COOP.W = 1.0  # KgCoOp: weight of the knowledge-guided loss
+    cfg.TRAINER.COOP.ALPHA = 1.0  # declared by KgCoOp's train.py, never read
+
+    cfg.TRAINER.COCOOP = CN()
+    cfg.TRAINER.COCOOP.N_CTX = 16
+    cfg.TRAINER.COCOOP.CTX_INIT = ""
+    cfg.TRAINER.COCOOP.PREC = "fp16"
+
+    cfg.TRAINER.MAPLE = CN()
+    cfg.TRAINER.MAPLE.N_CTX = 2
+    cfg.TRAINER.MAPLE.CTX_INIT = "a photo of a"
+    cfg.TRAINER.MAPLE.PREC = "fp16"
+    cfg.TRAINER.MAPLE.PROMPT_DEPTH = 9  # max 12, min 0; 1 = shallow MaPLe (J=1)
+
+    cfg.TRAINER.IVLP = CN()
+    cfg.TRAINER.IVLP.N_CTX_VISION = 2
+    cfg.TRAINER.IVLP.N_CTX_TEXT = 2
+    cfg.TRAINER.IVLP.CTX_INIT = "a photo of a"
+    cfg.TRAINER.IVLP.PREC = "fp16"
+    cfg.TRAINER.IVLP.PROMPT_DEPTH_VISION = 9  # max 12, min 0; 0 = no vision prompts
+    cfg.TRAINER.IVLP.PROMPT_DEPTH_TEXT = 9
+
+    cfg.TRAINER.VPT = CN()
+    cfg.TRAINER.VPT.N_CTX_VISION = 2
+    cfg.TRAINER.VPT.CTX_INIT = "a photo of a"  # unused upstream
+    cfg.TRAINER.VPT.PREC = "fp16"
+    cfg.TRAINER.VPT.PROMPT_DEPTH_VISION = 1  # 1 = shallow VPT
+
+    cfg.TRAINER.PROMPTSRC = CN()
+    cfg.TRAINER.PROMPTSRC.N_CTX_VISION = 4
+    cfg.TRAINER.PROMPTSRC.N_CTX_TEXT = 4
+    cfg.TRAINER.PROMPTSRC.CTX_INIT = "a photo of a"
+    cfg.TRAINER.PROMPTSRC.PREC = "fp16"
+    cfg.TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION = 9
+    cfg.TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT = 9
+    cfg.TRAINER.PROMPTSRC.TEXT_LOSS_WEIGHT = 25  # int, as upstream
+    cfg.TRAINER.PROMPTSRC.IMAGE_LOSS_WEIGHT = 10
+    cfg.TRAINER.PROMPTSRC.GPA_MEAN = 15
+    cfg.TRAINER.PROMPTSRC.GPA_STD = 1
+
+    cfg.TRAINER.PROMPTKD = CN()
+    cfg.TRAINER.PROMPTKD.N_CTX_VISION = 4
+    cfg.TRAINER.PROMPTKD.N_CTX_TEXT = 4
+    cfg.TRAINER.PROMPTKD.CTX_INIT = "a photo of a"
+    cfg.TRAINER.PROMPTKD.PREC = "fp16"
+    cfg.TRAINER.PROMPTKD.PROMPT_DEPTH_VISION = 9
+    cfg.TRAINER.PROMPTKD.PROMPT_DEPTH_TEXT = 9
+    cfg.TRAINER.PROMPTKD.PROJECT_LAYER = 2  # projector depth (upstream ignores it and always builds 2)
+    cfg.TRAINER.PROMPTKD.CE_WEIGHT = 0.0  # declared upstream, never read
+    cfg.TRAINER.PROMPTKD.KD_WEIGHT = 1.0
+    cfg.TRAINER.PROMPTKD.TEMPERATURE = 1.0
+    # Upstream's default is the typo "ViT/L-14"; every upstream yaml sets "ViT-L/14", which we take as default.
+    cfg.TRAINER.PROMPTKD.TEACHER_NAME = "ViT-L/14"
+    # Where the teacher's CLIP weights are (empty: the CLIP cache dir, see trainers/backbone.py)
+    cfg.TRAINER.PROMPTKD.TEACHER_BACKBONE_PATH = ""
+    return cfg

@@ -1,0 +1,68 @@
+"""Zero-shot CLIP (Radford et al., 2021): classify with the text features of one hand-crafted prompt per class.
+
+Nothing is trained; run it with ``--eval-only`` (``scripts/zsclip/zeroshot.sh``). ``ZeroshotCLIP2`` averages the
+normalised features of an ensemble of templates.
+"""
+
+from __future__ import annotations
+
+import open_clip
+import torch
+
+from dassl.engine import TRAINER_REGISTRY, TrainerX
+
+from .backbone import load_clip
+from .templates import CUSTOM_TEMPLATES, IMAGENET_TEMPLATES_SELECT, custom_template
+
+
+@torch.no_grad()
+def encode_class_prompts(clip_model, templates: list[str], classnames: list[str], device) -> torch.Tensor:
+    """L2-normalised text features (n_cls, embed_dim), averaged over templates and renormalised when several."""
+    features = []
+    for template in templates:
+        prompts = [template.format(c.replace("_", " ")) for c in classnames]
+        tokens = open_clip.tokenize(prompts, context_length=clip_model.context_length).to(device)
+        text_features = clip_model.encode_text(tokens)
+        features.append(text_features / text_features.norm(dim=-1, keepdim=True))
+    text_features = torch.stack(features).mean(dim=0)
+    return text_features / text_features.norm(dim=-1, keepdim=True)
+
+
+@TRAINER_REGISTRY.register()
+class ZeroshotCLIP(TrainerX):
+    """Frozen CLIP with the dataset's hand-crafted template (``trainers/templates.py``)."""
+
+    def templates(self) -> list[str]:
+        return [custom_template(self.cfg.DATASET.NAME)]
+
+    def build_model(self) -> None:
+        cfg = self.cfg
+        classnames = self.dm.dataset.classnames
+        print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
+        clip_model = load_clip(cfg.MODEL.BACKBONE.NAME, cfg.MODEL.BACKBONE.PATH, device=self.device)
+        if self.device.type == "cuda":
+            clip_model.half()  # upstream evaluates the frozen CLIP in fp16 on GPU
+        templates = self.templates()
+        print(f"Prompt templates: {templates}")
+        self.text_features = encode_class_prompts(clip_model, templates, classnames, self.device)  # (n_cls, d)
+        self.clip_model = clip_model
+
+    @torch.no_grad()
+    def model_inference(self, image: torch.Tensor) -> torch.Tensor:
+        dtype = self.clip_model.visual.conv1.weight.dtype
+        image_features = self.clip_model.encode_image(image.to(dtype))
+        image_features = image_features / image_features.norm(dim=-1, keepdim=True)
+        logit_scale = self.clip_model.logit_scale.exp()
+        return (logit_scale * image_features @ self.text_features.t()).float()  # (batch, n_cls)
+
+
+@TRAINER_REGISTRY.register()
+class ZeroshotCLIP2(ZeroshotCLIP):
+    """Prompt ensembling: IMAGENET_TEMPLATES_SELECT, plus the dataset's own template for non-ImageNet datasets."""
+
+    def templates(self) -> list[str]:
+        templates = list(IMAGENET_TEMPLATES_SELECT)
+        name = self.cfg.DATASET.NAME
+        if name != "ImageNet" and name in CUSTOM_TEMPLATES:
+            templates.append(CUSTOM_TEMPLATES[name])
+        return templates
