@@ -1,3 +1,3 @@
 """Dataset classes, registered into ``dassl.data.datasets.DATASET_REGISTRY`` on import."""
 
-from . import caltech101  # noqa: F401
+from . import caltech101, demo  # noqa: F401
