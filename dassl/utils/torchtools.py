@@ -105,6 +105,19 @@ class UntrustedObject:
     def __setstate__(self, state: Any) -> None:
         self.state = state
 
+    # A pickle may call what it built (``getattr(obj, "f")(...)``) or fill it like a dict or a list.
+    def __call__(self, *args: Any, **kwargs: Any) -> UntrustedObject:
+        return UntrustedObject(*args, **kwargs)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.__dict__.setdefault("items", {})[key] = value
+
+    def append(self, value: Any) -> None:
+        self.__dict__.setdefault("elements", []).append(value)
+
+    def extend(self, values: Any) -> None:
+        self.__dict__.setdefault("elements", []).extend(values)
+
     def __repr__(self) -> str:
         return f"<untrusted {self.qualname} (not imported)>"
 
