@@ -26,7 +26,12 @@ def read_split(filepath: str, path_prefix: str) -> tuple[list[Datum], list[Datum
         )
     print(f"Reading split from {filepath}")
     split = read_json(filepath)
-    return tuple(_to_datums(split[name], path_prefix) for name in ("train", "val", "test"))  # type: ignore[return-value]
+    if not isinstance(split, dict) or "train" not in split or "test" not in split:
+        raise ValueError(
+            f"Split file {filepath} must be a json object with 'train', 'val' and 'test' lists of "
+            "[relative_path, label, classname]; re-download it."
+        )
+    return tuple(_to_datums(split.get(name, []), path_prefix) for name in ("train", "val", "test"))  # type: ignore[return-value]
 
 
 def _to_datums(items: list, path_prefix: str) -> list[Datum]:

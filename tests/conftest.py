@@ -9,6 +9,10 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# Tests that train run on the CPU; `PROMPTKD_TEST_DEVICE=cuda` runs them on a GPU instead (device checks).
+TEST_DEVICE = os.environ.get("PROMPTKD_TEST_DEVICE", "cpu")
+USE_CUDA_OPT = "True" if TEST_DEVICE == "cuda" else "False"
+
 
 def _golden_root() -> Path:
     env = os.environ.get("PROMPTKD_GOLDEN")

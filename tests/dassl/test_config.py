@@ -495,7 +495,8 @@ def test_unknown_key_in_yaml(tmp_path):
     path = write_yaml(tmp_path / "typo.yaml", "OPTIM:\n  MAX_EPOCHS: 5\n")
     with pytest.raises(ConfigError) as info:
         merge_cfg_from_file(full_cfg(), path)
-    assert "OPTIM.MAX_EPOCHS" in str(info.value) and "OPTIM.MAX_EPOCH" in str(info.value).replace("MAX_EPOCHS", "")
+    message = str(info.value)
+    assert "OPTIM.MAX_EPOCHS" in message and "OPTIM.MAX_EPOCH" in message.replace("MAX_EPOCHS", "")
 
 
 def test_setting_a_whole_node_is_an_error():

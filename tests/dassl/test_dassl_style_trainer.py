@@ -12,7 +12,7 @@ import train
 from dassl.engine import build_trainer
 from dassl.utils import set_random_seed
 from datasets.demo import make_demo_dataset
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, USE_CUDA_OPT
 from tests.dassl import dassl_style_plugin  # noqa: F401  (registers ToyFolders and CoOpStyle)
 from tools.make_tiny_clip import make_tiny_clip, save_tiny_clip
 
@@ -48,7 +48,7 @@ def _argv(data, ckpt, out, *extra: str) -> list[str]:
         "TRAINER.COOP.CTX_INIT", "a photo of a",
         "TRAINER.COOP.PREC", "fp32",
         "TRAIN.PRINT_FREQ", "1",
-        "USE_CUDA", "False",
+        "USE_CUDA", USE_CUDA_OPT,
     ]
 
 
