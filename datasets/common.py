@@ -1,8 +1,20 @@
-"""Logic shared by every dataset class: split files, base/novel subsampling, few-shot sampling and its cache.
+"""Logic shared by every dataset class: split files, few-shot sampling and its cache, base/novel subsampling,
+and the evaluation protocols. A dataset file only says where its files are and how to read them.
 
 Split files use the CoOp format ``{"train": [[relpath, label, classname], ...], "val": [...], "test": [...]}``
 with paths relative to the image directory. Few-shot picks are cached per (shots, seed) as JSON in the same
-format, so a run is reproducible and the cache is safe to read (no pickles).
+format, so a run is reproducible and the cache is safe to read.
+
+Protocols (``DATASET.PROTOCOL``; ``auto`` picks ``transductive`` for PromptKD, as upstream does):
+
+* ``standard`` (the prompt-learning baselines, PromptSRC): ``train_x, val, test`` restricted to
+  ``DATASET.SUBSAMPLE_CLASSES`` (all / base / new, relabelled from 0).
+* ``transductive`` (the PromptKD student): ``TRAINER.MODAL base2novel`` trains on the train split of **all**
+  classes (labels unused), ``val`` = base-class test images, ``test`` = novel-class test images, each relabelled;
+  ``TRAINER.MODAL cross`` trains on the target's train split with ``val = test`` = the target's test split.
+
+Model selection split (``DATASET.VAL_SOURCE``): ``test`` (default, parity with the PromptKD repository, whose
+dataset classes pass the test split as ``val``) or ``val`` (the json ``val`` split: honest selection).
 """
 
 from __future__ import annotations
@@ -10,19 +22,30 @@ from __future__ import annotations
 import math
 import os
 import os.path as osp
+import pickle
+from typing import Any
 
 from dassl.data.datasets import DatasetBase, Datum
 from dassl.utils import mkdir_if_missing, read_json, write_json
 
 SUBSAMPLE_CHOICES = ("all", "base", "new")
+PROTOCOLS = ("auto", "standard", "transductive")
+MODALS = ("base2novel", "cross")
+VAL_SOURCES = ("test", "val")
+# Trainers that distil on unlabeled data of all classes (upstream: `if cfg.TRAINER.NAME == "PromptKD"`)
+TRANSDUCTIVE_TRAINERS = ("PromptKD",)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# split files
 
 
 def read_split(filepath: str, path_prefix: str) -> tuple[list[Datum], list[Datum], list[Datum]]:
     """Read a CoOp split json; image paths are joined to ``path_prefix``."""
     if not osp.isfile(filepath):
         raise FileNotFoundError(
-            f"Split file not found: {filepath}. Every benchmark needs the CoOp split json in its dataset folder "
-            "(see the README's 'Preparing datasets' section)."
+            f"Split file not found: {filepath}. Every benchmark needs the CoOp split json in its dataset folder: "
+            "python tools/prepare_data.py --download <dataset> fetches it with the data."
         )
     print(f"Reading split from {filepath}")
     split = read_json(filepath)
@@ -31,28 +54,46 @@ def read_split(filepath: str, path_prefix: str) -> tuple[list[Datum], list[Datum
             f"Split file {filepath} must be a json object with 'train', 'val' and 'test' lists of "
             "[relative_path, label, classname]; re-download it."
         )
-    return tuple(_to_datums(split.get(name, []), path_prefix) for name in ("train", "val", "test"))  # type: ignore[return-value]
+    return tuple(items_to_datums(split.get(name, []), path_prefix) for name in ("train", "val", "test"))  # type: ignore[return-value]
 
 
-def _to_datums(items: list, path_prefix: str) -> list[Datum]:
-    return [Datum(impath=osp.join(path_prefix, impath), label=int(label), classname=classname) for impath, label, classname in items]
+def items_to_datums(items: list, path_prefix: str) -> list[Datum]:
+    """``[[relpath, label, classname], ...]`` -> Datum list with paths under ``path_prefix``."""
+    return [
+        Datum(impath=osp.join(path_prefix, impath), label=int(label), classname=classname)
+        for impath, label, classname in items
+    ]
 
 
-def _to_items(data: list[Datum], path_prefix: str) -> list[list]:
-    out = []
-    for item in data:
-        impath = item.impath.replace(path_prefix, "")
-        if impath.startswith(os.sep):
-            impath = impath[1:]
-        out.append([impath, item.label, item.classname])
-    return out
+def datums_to_items(data: list[Datum], path_prefix: str) -> list[list]:
+    """Datum list -> ``[[relpath, label, classname], ...]`` with paths relative to ``path_prefix``."""
+    return [[osp.relpath(item.impath, path_prefix), item.label, item.classname] for item in data]
 
 
 def save_split(train: list[Datum], val: list[Datum], test: list[Datum], filepath: str, path_prefix: str) -> None:
     """Write a CoOp split json with paths relative to ``path_prefix``."""
-    split = {name: _to_items(data, path_prefix) for name, data in (("train", train), ("val", val), ("test", test))}
+    split = {name: datums_to_items(data, path_prefix) for name, data in (("train", train), ("val", val), ("test", test))}
     write_json(split, filepath)
     print(f"Saved split to {filepath}")
+
+
+def read_classnames(text_file: str) -> dict[str, str]:
+    """ImageNet's ``classnames.txt``: one ``<wnid> <class name words...>`` per line -> {wnid: name}, in file order."""
+    if not osp.isfile(text_file):
+        raise FileNotFoundError(
+            f"Class-name file not found: {text_file}. python tools/prepare_data.py --download <dataset> writes it."
+        )
+    classnames: dict[str, str] = {}
+    with open(text_file, encoding="utf-8") as f:
+        for line in f:
+            parts = line.strip().split(" ")
+            if parts and parts[0]:
+                classnames[parts[0]] = " ".join(parts[1:])
+    return classnames
+
+
+# ----------------------------------------------------------------------------------------------------------
+# base / novel
 
 
 def subsample_classes(*args: list[Datum], subsample: str = "all") -> list[list[Datum]] | tuple:
@@ -82,28 +123,211 @@ def subsample_classes(*args: list[Datum], subsample: str = "all") -> list[list[D
     return output
 
 
+# ----------------------------------------------------------------------------------------------------------
+# few-shot
+
+
+class _UpstreamDatumUnpickler(pickle.Unpickler):
+    """Reads upstream few-shot ``.pkl`` caches: only Datum objects and plain containers are allowed."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("dassl.data.datasets.base_dataset", "Datum"):
+            return Datum
+        if (module, name) == ("copyreg", "_reconstructor"):
+            import copyreg
+
+            return copyreg._reconstructor
+        if (module, name) == ("builtins", "object"):
+            return object
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from an upstream few-shot cache")
+
+
+def _reroot(impath: str, path_prefix: str) -> str:
+    """Map an absolute path from another machine onto ``path_prefix`` (by its image folder name)."""
+    anchor = osp.basename(osp.normpath(path_prefix))
+    parts = impath.replace("\\", "/").split("/")
+    if anchor in parts:
+        index = len(parts) - 1 - parts[::-1].index(anchor)
+        return osp.join(path_prefix, *parts[index + 1 :])
+    raise ValueError(f"cannot map {impath} into {path_prefix}: no '{anchor}' folder in the path")
+
+
+def read_upstream_fewshot_pkl(path: str, path_prefix: str) -> dict[str, list[Datum]]:
+    """Read an upstream ``shot_K-seed_S.pkl`` (opt-in): Datum objects only, paths re-rooted onto this machine."""
+    with open(path, "rb") as f:
+        data = _UpstreamDatumUnpickler(f).load()
+    out = {}
+    for split, items in data.items():
+        out[split] = [
+            Datum(
+                impath=_reroot(item.__dict__["_impath"], path_prefix),
+                label=int(item.__dict__["_label"]),
+                domain=int(item.__dict__.get("_domain", 0)),
+                classname=item.__dict__["_classname"],
+            )
+            for item in items
+        ]
+    return out
+
+
 def fewshot_split(
     dataset: DatasetBase,
     train: list[Datum],
-    val: list[Datum],
+    val: list[Datum] | None,
     num_shots: int,
     seed: int,
     fewshot_dir: str,
     path_prefix: str,
-) -> tuple[list[Datum], list[Datum]]:
+    read_upstream_pkl: bool = False,
+) -> tuple[list[Datum], list[Datum] | None]:
     """``num_shots`` train images and ``min(num_shots, 4)`` val images per class, cached per (shots, seed).
 
     Sampling happens over all classes, before base/new subsampling, with python's global RNG (seeded by
-    train.py), in the same order as upstream, so the same seed picks the same images.
+    train.py), in the same order as upstream, so the same seed picks the same images. ``val=None`` (ImageNet)
+    samples train only. An upstream ``.pkl`` cache is read only when ``read_upstream_pkl`` is set.
     """
     mkdir_if_missing(fewshot_dir)
-    cache = osp.join(fewshot_dir, f"shot_{num_shots}-seed_{seed}.json")
+    stem = f"shot_{num_shots}-seed_{seed}"
+    cache = osp.join(fewshot_dir, f"{stem}.json")
     if osp.exists(cache):
         print(f"Loading preprocessed few-shot data from {cache}")
         data = read_json(cache)
-        return _to_datums(data["train"], path_prefix), _to_datums(data["val"], path_prefix)
+        few_val = items_to_datums(data["val"], path_prefix) if "val" in data else None
+        return items_to_datums(data["train"], path_prefix), few_val
+
+    upstream = osp.join(fewshot_dir, f"{stem}.pkl")
+    if osp.exists(upstream):
+        if read_upstream_pkl:
+            print(f"Importing the upstream few-shot cache {upstream} (Datum objects only)")
+            data = read_upstream_fewshot_pkl(upstream, path_prefix)
+            train, val = data["train"], data.get("val") if val is not None else None
+            _write_fewshot_cache(cache, train, val, path_prefix)
+            return train, val
+        print(
+            f"Note: an upstream few-shot cache exists ({upstream}); pickles are not read unless "
+            "DATASET.READ_UPSTREAM_PKL is True. Sampling anew (same seed and split file -> same picks)."
+        )
+
     train = dataset.generate_fewshot_dataset(train, num_shots=num_shots)
-    val = dataset.generate_fewshot_dataset(val, num_shots=min(num_shots, 4))
-    write_json({"train": _to_items(train, path_prefix), "val": _to_items(val, path_prefix)}, cache)
-    print(f"Saving preprocessed few-shot data to {cache}")
+    if val is not None:
+        val = dataset.generate_fewshot_dataset(val, num_shots=min(num_shots, 4))
+    _write_fewshot_cache(cache, train, val, path_prefix)
     return train, val
+
+
+def _write_fewshot_cache(cache: str, train: list[Datum], val: list[Datum] | None, path_prefix: str) -> None:
+    data = {"train": datums_to_items(train, path_prefix)}
+    if val is not None:
+        data["val"] = datums_to_items(val, path_prefix)
+    write_json(data, cache)
+    print(f"Saving preprocessed few-shot data to {cache}")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# protocols
+
+
+def resolve_protocol(cfg) -> str:
+    """``standard`` or ``transductive`` (``auto``: transductive for the trainers in TRANSDUCTIVE_TRAINERS)."""
+    protocol = cfg.DATASET.PROTOCOL
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"DATASET.PROTOCOL must be one of {PROTOCOLS}, got '{protocol}'")
+    if protocol == "auto":
+        return "transductive" if cfg.TRAINER.NAME in TRANSDUCTIVE_TRAINERS else "standard"
+    return protocol
+
+
+def protocol_splits(
+    cfg, train: list[Datum], val: list[Datum], test: list[Datum]
+) -> tuple[list[Datum], list[Datum], list[Datum]]:
+    """Apply the protocol, base/novel subsampling and the model-selection split (module docstring)."""
+    subsample = cfg.DATASET.SUBSAMPLE_CLASSES
+    val_source = cfg.DATASET.VAL_SOURCE
+    if val_source not in VAL_SOURCES:
+        raise ValueError(f"DATASET.VAL_SOURCE must be one of {VAL_SOURCES}, got '{val_source}'")
+
+    if resolve_protocol(cfg) == "transductive":
+        modal = cfg.TRAINER.MODAL
+        if modal == "base2novel":
+            # train on every class (labels are never used); evaluate base and novel separately
+            _, val_base, test_base = subsample_classes(train, val, test, subsample="base")
+            _, _, test_new = subsample_classes(train, val, test, subsample="new")
+            selection = test_base if val_source == "test" else val_base
+            _log_selection(val_source, "base-class test images")
+            return train, selection, test_new
+        if modal == "cross":
+            train, val, test = subsample_classes(train, val, test, subsample=subsample)
+            _log_selection(val_source, "test images")
+            return train, (test if val_source == "test" else val), test
+        raise ValueError(f"TRAINER.MODAL must be one of {MODALS}, got '{modal}'")
+
+    train, val, test = subsample_classes(train, val, test, subsample=subsample)
+    if val_source == "test":
+        val = test
+    return train, val, test
+
+
+def _log_selection(val_source: str, what: str) -> None:
+    if val_source == "test":
+        print(
+            f"Model selection uses the {what} (upstream parity); DATASET.VAL_SOURCE val selects on the json val split"
+        )
+
+
+class BenchmarkDataset(DatasetBase):
+    """A dataset in the CoOp layout: ``<DATASET.ROOT>/<dataset_dir>/<image_dir_name>/...`` + a split json.
+
+    Subclasses set the class attributes (and override ``read_data`` when they have no split json); the
+    few-shot cache, protocols and subsampling are applied here, the same way for every dataset.
+    """
+
+    dataset_dir = ""  # folder under DATASET.ROOT
+    image_dir_name = ""  # folder holding the images, under dataset_dir
+    split_file = ""  # CoOp split json under dataset_dir
+    paths_relative_to_dataset_dir = False  # StanfordCars' split paths start at dataset_dir
+    has_val = True  # ImageNet has no val split (its few-shot cache holds train only)
+
+    def __init__(self, cfg) -> None:
+        root = osp.abspath(osp.expanduser(cfg.DATASET.ROOT))
+        self.dataset_dir = osp.join(root, type(self).dataset_dir)
+        self.image_dir = osp.join(self.dataset_dir, self.image_dir_name)
+        self.split_path = osp.join(self.dataset_dir, self.split_file) if self.split_file else ""
+        self.split_fewshot_dir = osp.join(self.dataset_dir, "split_fewshot")
+        if not osp.isdir(self.dataset_dir):
+            raise FileNotFoundError(
+                f"{type(self).__name__} not found: expected the folder {self.dataset_dir} (DATASET.ROOT = {root}). "
+                f"Check --root / $DATA, or run: python tools/prepare_data.py --root {root} --check {type(self).__name__}"
+            )
+
+        train, val, test = self.read_data()
+
+        num_shots = cfg.DATASET.NUM_SHOTS
+        if num_shots >= 1:
+            train, few_val = fewshot_split(
+                self,
+                train,
+                val if self.has_val else None,
+                num_shots,
+                cfg.SEED,
+                self.split_fewshot_dir,
+                self.path_prefix,
+                read_upstream_pkl=cfg.DATASET.READ_UPSTREAM_PKL,
+            )
+            if self.has_val:
+                val = few_val
+
+        train_x, val, test = protocol_splits(cfg, train, val, test)
+        super().__init__(train_x=train_x, val=val, test=test)
+
+    @property
+    def path_prefix(self) -> str:
+        return self.dataset_dir if self.paths_relative_to_dataset_dir else self.image_dir
+
+    def read_data(self) -> tuple[list[Datum], list[Datum], list[Datum]]:
+        """The full train / val / test lists (default: the split json)."""
+        return read_split(self.split_path, self.path_prefix)
+
+
+def listdir_sorted(path: str) -> list[str]:
+    """Visible entries of a folder, sorted (upstream lists some folders in file-system order; we sort)."""
+    return sorted(f for f in os.listdir(path) if not f.startswith("."))

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from dassl.data.datasets import DATASET_REGISTRY, DatasetBase
+from dassl.data.datasets import DATASET_REGISTRY
 
-from .common import fewshot_split, read_split, subsample_classes
+from .common import BenchmarkDataset
 
 COLOURS = {
     "red": (220, 40, 40),
@@ -112,26 +112,17 @@ def num_base_classes() -> int:
 
 
 @DATASET_REGISTRY.register()
-class Demo(DatasetBase):
+class Demo(BenchmarkDataset):
     """The demo dataset (``make_demo_dataset``); supports every protocol the benchmark datasets support."""
 
     dataset_dir = "demo"
+    image_dir_name = "images"
+    split_file = "split_demo.json"
 
-    def __init__(self, cfg) -> None:
-        root = os.path.abspath(os.path.expanduser(cfg.DATASET.ROOT))
-        self.dataset_dir = os.path.join(root, self.dataset_dir)
-        self.image_dir = os.path.join(self.dataset_dir, "images")
-        self.split_path = os.path.join(self.dataset_dir, "split_demo.json")
-        self.split_fewshot_dir = os.path.join(self.dataset_dir, "split_fewshot")
+    def read_data(self):
         if not os.path.isfile(self.split_path):
             raise FileNotFoundError(
                 f"Demo dataset not found at {self.dataset_dir}. Create it with: "
-                f"python -c \"from datasets.demo import make_demo_dataset; make_demo_dataset('{root}')\""
+                f"python -c \"from datasets.demo import make_demo_dataset; make_demo_dataset('{os.path.dirname(self.dataset_dir)}')\""
             )
-
-        train, val, test = read_split(self.split_path, self.image_dir)
-        num_shots = cfg.DATASET.NUM_SHOTS
-        if num_shots >= 1:
-            train, val = fewshot_split(self, train, val, num_shots, cfg.SEED, self.split_fewshot_dir, self.image_dir)
-        train, val, test = subsample_classes(train, val, test, subsample=cfg.DATASET.SUBSAMPLE_CLASSES)
-        super().__init__(train_x=train, val=val, test=test)
+        return super().read_data()

@@ -13,6 +13,12 @@ def extend_cfg(cfg: CN) -> CN:
     """Add the trainer nodes and the dataset/protocol keys that the engine defaults do not have (in place)."""
     # Protocol: which classes a dataset keeps (all, base = first ceil(n/2) labels, new = the rest)
     cfg.DATASET.SUBSAMPLE_CLASSES = "all"
+    # Ours (datasets/common.py): which splits a dataset builds. auto = transductive for PromptKD, else standard
+    cfg.DATASET.PROTOCOL = "auto"
+    # Ours: the split used for model selection; "test" = upstream PromptKD parity, "val" = the json val split
+    cfg.DATASET.VAL_SOURCE = "test"
+    # Ours: import an upstream few-shot cache (split_fewshot/*.pkl) through a restricted unpickler
+    cfg.DATASET.READ_UPSTREAM_PKL = False
     # PromptKD's protocol switch (base2novel or cross); read by the dataset classes for the student's splits
     cfg.TRAINER.MODAL = "base2novel"
     cfg.TEST.NO_TEST = False

@@ -60,6 +60,7 @@ def data_cfg(root: Path, train_bs: int = 5, test_bs: int = 5, **dataset):
     cfg.DATALOADER.TRAIN_X.BATCH_SIZE = train_bs
     cfg.DATALOADER.TEST.BATCH_SIZE = test_bs
     cfg.USE_CUDA = False
+    cfg.DATASET.VAL_SOURCE = "val"  # these tests look at the json val split; the default (test) is tested below
     for key, value in dataset.items():
         setattr(cfg.DATASET, key, value)
     return cfg
@@ -364,9 +365,12 @@ def fewshot_cfg(root: Path, shots: int, seed: int, subsample: str):
     return cfg
 
 
-def build_seeded(root: Path, shots: int, seed: int, subsample: str):
+def build_seeded(root: Path, shots: int, seed: int, subsample: str, **dataset):
     set_random_seed(seed)  # as train.py does before building the trainer
-    return build_dataset(fewshot_cfg(root, shots, seed, subsample))
+    cfg = fewshot_cfg(root, shots, seed, subsample)
+    for key, value in dataset.items():
+        setattr(cfg.DATASET, key, value)
+    return build_dataset(cfg)
 
 
 FEWSHOT_CASES = [("NUM_SHOTS=2,SEED=1", 2, 1), ("NUM_SHOTS=2,SEED=2", 2, 2), ("NUM_SHOTS=16,SEED=1", 16, 1)]
@@ -404,13 +408,8 @@ def test_fewshot_val_matches_golden(golden_dir, tmp_path):
     for subsample in ("base", "all"):
         expected = golden[f"SUBSAMPLE_CLASSES={subsample}"]
         assert expected["val"] == expected["test"]  # what the fixture means by val
-        ds = build_seeded(root, shots, seed, subsample)
-        got = rel_items(ds.val, image_dir)
-        if got != expected["val"]:
-            pytest.xfail(
-                "Caltech101 returns the json few-shot val split, upstream PromptKD's dataset copies set val = test "
-                "(reference-promptkd.md §5.1); this belongs to the datasets issue (DESIGN: DATASET.VAL_SOURCE)."
-            )
+        ds = build_seeded(root, shots, seed, subsample, VAL_SOURCE="test")
+        assert rel_items(ds.val, image_dir) == expected["val"]
 
 
 def test_fewshot_cache_is_reused_whatever_the_global_rng(golden_dir, tmp_path):
