@@ -1,0 +1,195 @@
+"""``PromptTrainer``: what every CLIP prompt-learning trainer shares, so a method file only builds its model
+and writes its loss.
+
+* loads the frozen CLIP named by ``MODEL.BACKBONE`` (checking ``INPUT.SIZE`` against its resolution);
+* precision from ``TRAINER.<CONFIG_NODE>.PREC`` (``trainers/precision.py``), fp32 trainable masters;
+* one registered model (under upstream's folder name) optimised over all its parameters, of which only the
+  trainable ones have gradients (as upstream: weight decay reaches exactly the trainable tensors);
+* checkpoints hold the trainable tensors (and buffers of trainable modules, e.g. BatchNorm statistics) plus
+  metadata; loading checks that every trainable tensor is present with the right shape;
+* ``forward_backward`` = autocast forward of ``compute_loss`` -> scaled backward -> step -> per-epoch LR update.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.nn as nn
+
+from dassl.engine import TrainerX
+from dassl.optim import build_lr_scheduler, build_optimizer
+
+from .backbone import load_clip
+from .precision import PRECISIONS, Precision
+from .prompting import format_trainable_report
+
+# Keys upstream checkpoints carry that are rebuilt from the class names, never loaded.
+REBUILT_KEYS = ("token_prefix", "token_suffix", "token_midfix", "tokenized_prompts")
+
+
+class CheckpointMismatchError(KeyError):
+    """A checkpoint lacks trainable tensors this model needs (or has them in another shape)."""
+
+    def __str__(self) -> str:  # KeyError would print the message quoted
+        return str(self.args[0])
+
+
+class PromptTrainer(TrainerX):
+    """Base class of the CLIP prompt-learning trainers (see module docstring)."""
+
+    CONFIG_NODE = ""  # the TRAINER.<node> holding PREC and the method's keys
+    MODEL_NAME = "prompt_learner"  # registered name = checkpoint folder (upstream's)
+
+    # ------------------------------------------------------------------ set-up
+
+    @property
+    def method_cfg(self):
+        return self.cfg.TRAINER[self.CONFIG_NODE]
+
+    def check_cfg(self, cfg) -> None:
+        prec = cfg.TRAINER[self.CONFIG_NODE].PREC
+        if prec not in PRECISIONS:
+            raise ValueError(f"TRAINER.{self.CONFIG_NODE}.PREC must be one of {PRECISIONS}, got '{prec}'")
+
+    def load_backbone(self, name: str | None = None, path: str | None = None, path_key: str = "MODEL.BACKBONE.PATH"):
+        """The frozen CLIP (fp32, eval mode); INPUT.SIZE must equal its input resolution, as upstream asserts."""
+        cfg = self.cfg
+        name = cfg.MODEL.BACKBONE.NAME if name is None else name
+        path = cfg.MODEL.BACKBONE.PATH if path is None else path
+        print(f"Loading CLIP (backbone: {name})")
+        clip_model = load_clip(name, path, path_key=path_key)
+        resolution = clip_model.visual.image_size
+        resolution = resolution[0] if isinstance(resolution, (tuple, list)) else resolution
+        if cfg.INPUT.SIZE[0] != resolution:
+            raise ValueError(
+                f"INPUT.SIZE {tuple(cfg.INPUT.SIZE)} does not match the {name} input resolution {resolution}; "
+                f"set INPUT.SIZE ({resolution}, {resolution})."
+            )
+        for p in clip_model.parameters():
+            p.requires_grad_(False)
+        return clip_model
+
+    def register_prompt_model(self, model: nn.Module, registered: nn.Module | None = None) -> None:
+        """Cast, move and register ``model``; its trainable tensors must already be the only ones with grad.
+
+        ``registered`` (default: the whole model) is the module that is optimised and checkpointed; CoOp-family
+        trainers register their prompt learner, as upstream, so checkpoint keys match upstream's.
+        """
+        self.precision = Precision(self.method_cfg.PREC, self.device)
+        self.precision.cast_frozen(model)
+        model.to(self.device)
+        self.model = model
+        print(format_trainable_report(model))
+        registered = model if registered is None else registered
+        self.optim = build_optimizer(registered, self.cfg.OPTIM)
+        self.sched = build_lr_scheduler(self.optim, self.cfg.OPTIM)
+        self.register_model(self.MODEL_NAME, registered, self.optim, self.sched)
+
+    # ------------------------------------------------------------------ training step
+
+    def parse_batch_train(self, batch):
+        return batch["img"].to(self.device), batch["label"].to(self.device)
+
+    def compute_loss(self, image: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """The method's loss and a summary dict of floats for the log line."""
+        raise NotImplementedError
+
+    def forward_backward(self, batch) -> dict:
+        image, label = self.parse_batch_train(batch)
+        with self.precision.autocast():
+            loss, summary = self.compute_loss(image, label)
+        self.model_zero_grad()
+        self.detect_anomaly(loss)
+        self.precision.backward(loss)
+        self.precision.step(opt for opt in self._optims.values() if opt is not None)
+        if (self.batch_idx + 1) == self.num_batches:
+            self.update_lr()
+        return summary
+
+    def update_lr(self, names=None) -> None:
+        # With fp16 the GradScaler may skip the first optimizer steps (inf gradients while it calibrates); torch
+        # then warns that the scheduler stepped first. The per-epoch schedule is unaffected, so stay quiet.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
+            super().update_lr(names)
+
+    @torch.no_grad()
+    def model_inference(self, image: torch.Tensor) -> torch.Tensor:
+        with self.precision.autocast():
+            return self.model(image).float()
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _trainable_keys(self, name: str) -> set[str]:
+        model = self._models[name]
+        keys = {n for n, p in model.named_parameters() if p.requires_grad}
+        trainable_modules = {
+            prefix for prefix, module in model.named_modules() if any(p.requires_grad for p in module.parameters(recurse=False))
+        }
+        for prefix, module in model.named_modules():
+            if prefix in trainable_modules:
+                for buffer_name in module._buffers:
+                    if buffer_name not in module._non_persistent_buffers_set:
+                        keys.add(f"{prefix}.{buffer_name}" if prefix else buffer_name)
+        return keys
+
+    def model_state_dict(self, name: str) -> dict:
+        keys = self._trainable_keys(name)
+        return {k: v for k, v in self._models[name].state_dict().items() if k in keys}
+
+    def checkpoint_extras(self) -> dict:
+        extras = super().checkpoint_extras()
+        extras["meta"] = {
+            "trainer": self.cfg.TRAINER.NAME,
+            "backbone": self.cfg.MODEL.BACKBONE.NAME,
+            "classnames": list(self.dm.dataset.classnames),
+            "config": self.cfg.dump(),
+        }
+        extras["grad_scaler"] = self.precision.state_dict() if hasattr(self, "precision") else {}
+        return extras
+
+    def restore_checkpoint_extras(self, checkpoint: dict) -> None:
+        super().restore_checkpoint_extras(checkpoint)
+        if hasattr(self, "precision"):
+            self.precision.load_state_dict(checkpoint.get("grad_scaler") or {})
+
+    def load_model_state_dict(self, name: str, state_dict: dict, strict: bool = True) -> None:
+        """Load trainable tensors; tokens rebuilt from class names are dropped; missing ones are an error."""
+        state_dict = {k: v for k, v in state_dict.items() if k.rsplit(".", 1)[-1] not in REBUILT_KEYS}
+        expected = self._trainable_keys(name)
+        own = self._models[name].state_dict()
+        missing = sorted(expected - set(state_dict))
+        wrong = sorted(k for k in expected & set(state_dict) if tuple(state_dict[k].shape) != tuple(own[k].shape))
+        if missing or wrong:
+            details = []
+            if missing:
+                details.append(f"missing: {missing}")
+            if wrong:
+                details.append(
+                    "wrong shape: " + ", ".join(f"{k} {tuple(state_dict[k].shape)} != {tuple(own[k].shape)}" for k in wrong)
+                )
+            raise CheckpointMismatchError(
+                f"The checkpoint does not fit this {type(self).__name__} model ({'; '.join(details)}). "
+                "Check that the config (prompt depth, n_ctx, CSC, backbone) matches the one it was trained with."
+            )
+        cast = {k: v.to(own[k].dtype) for k, v in state_dict.items() if k in own}
+        self._models[name].load_state_dict(cast, strict=False)
+
+    def load_model(self, directory: str, epoch: int | None = None) -> None:
+        """As Dassl's, through ``load_model_state_dict`` (so upstream files with extra keys load too)."""
+        super().load_model(directory, epoch)
+
+
+def clip_info(clip_model: nn.Module) -> dict:
+    """Widths of a built CLIP (vision width, text width, embed dim), for building prompts."""
+    return {
+        "vision_width": clip_model.visual.conv1.weight.shape[0],
+        "text_width": clip_model.ln_final.weight.shape[0],
+        "embed_dim": clip_model.text_projection.shape[1],
+        "vision_layers": len(clip_model.visual.transformer.resblocks),
+        "text_layers": len(clip_model.transformer.resblocks),
+    }
+
+
+__all__ = ["PromptTrainer", "CheckpointMismatchError", "clip_info", "REBUILT_KEYS"]
