@@ -70,6 +70,9 @@ def extend_cfg(cfg: CN) -> CN:
     cfg.TRAINER.PROMPTSRC.IMAGE_LOSS_WEIGHT = 10
     cfg.TRAINER.PROMPTSRC.GPA_MEAN = 15
     cfg.TRAINER.PROMPTSRC.GPA_STD = 1
+    # Ours: encode the class prompts in chunks of this many (0 = all at once), with activation checkpointing
+    # when training, so teacher memory does not grow with the number of classes (results are unchanged)
+    cfg.TRAINER.PROMPTSRC.TEXT_CHUNK = 0
 
     cfg.TRAINER.PROMPTKD = CN()
     cfg.TRAINER.PROMPTKD.N_CTX_VISION = 4

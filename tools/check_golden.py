@@ -1,0 +1,214 @@
+"""Check our implementation against golden fixtures made with the original code.
+
+    python tools/check_golden.py ../shared/golden/promptsrc [../shared/golden/promptkd ...]
+
+For each fixture directory (format: ``manifest.json`` + ``init.pt``, ``inputs.pt``, ``outputs.pt``, ``grads.pt``,
+``after_step.pt``, ...; see the golden README) it rebuilds the model from the fixture's own CLIP checkpoint,
+class names, prompt depths, batch and loss settings (read from the manifest, nothing assumed), loads the
+initial trainable tensors, runs one training step exactly as the trainer does, and compares every recorded
+tensor with the manifest's tolerance rule: ``max|ours - golden| <= tol * max|golden|`` per tensor. It prints
+the error per quantity and exits non-zero on any mismatch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+from yacs.config import CfgNode  # noqa: E402
+
+from dassl.optim import build_optimizer  # noqa: E402
+from trainers.backbone import load_clip  # noqa: E402
+from trainers.prompting import freeze_all_but  # noqa: E402
+from trainers.promptsrc import PromptSRCCLIP, gpa_weights, promptsrc_loss  # noqa: E402
+
+EXACT = "exact"
+
+
+@dataclass
+class Comparison:
+    name: str
+    group: str
+    error: float
+    tolerance: float
+
+    @property
+    def ok(self) -> bool:
+        return self.error <= self.tolerance
+
+
+def relative_error(ours: torch.Tensor, golden: torch.Tensor) -> float:
+    """max|ours - golden| / max|golden| (for scalars: |ours - golden| / |golden|)."""
+    ours, golden = ours.detach().double().cpu(), golden.detach().double().cpu()
+    if ours.shape != golden.shape:
+        return float("inf")
+    scale = golden.abs().max().item()
+    diff = (ours - golden).abs().max().item()
+    return diff / scale if scale > 0 else diff
+
+
+def _resolve(fixture: Path, relative: str) -> Path:
+    for base in (fixture, fixture.parent):
+        if (base / relative).exists():
+            return base / relative
+    raise FileNotFoundError(f"{relative} not found next to {fixture} or in {fixture.parent}")
+
+
+def _load(fixture: Path, name: str) -> dict[str, torch.Tensor]:
+    path = fixture / name
+    return torch.load(path, map_location="cpu", weights_only=True) if path.exists() else {}
+
+
+def _optim_cfg(config: dict, lr: float) -> CfgNode:
+    node = CfgNode()
+    for key in ("NAME", "MOMENTUM", "WEIGHT_DECAY", "SGD_DAMPNING", "SGD_NESTEROV"):
+        node[key] = config[f"OPTIM.{key}"]
+    node.LR = lr
+    node.RMSPROP_ALPHA, node.ADAM_BETA1, node.ADAM_BETA2 = 0.99, 0.9, 0.999
+    node.STAGED_LR, node.NEW_LAYERS, node.BASE_LR_MULT = False, (), 0.1
+    return node
+
+
+def _tolerances(manifest: dict) -> tuple[dict[str, float], dict[str, str]]:
+    groups = {name: spec["tol"] for name, spec in manifest["tolerances"]["recommended"].items()}
+    per_tensor = {key: spec["group"] for key, spec in manifest["error_budget"]["per_tensor"].items()}
+    return groups, per_tensor
+
+
+def run_promptsrc(fixture: Path, manifest: dict) -> dict[str, torch.Tensor]:
+    """One PromptSRC training step from the fixture's init state; returns ``{"file/key": tensor}``."""
+    cfg = manifest["config"]
+    clip_model = load_clip(cfg["MODEL.BACKBONE.NAME"], str(_resolve(fixture, manifest["clip_checkpoint"])))
+    for p in clip_model.parameters():
+        p.requires_grad_(False)
+    classnames = manifest["classnames"]
+    model = PromptSRCCLIP(
+        clip_model,
+        classnames,
+        n_ctx_text=cfg["TRAINER.PROMPTSRC.N_CTX_TEXT"],
+        n_ctx_vision=cfg["TRAINER.PROMPTSRC.N_CTX_VISION"],
+        depth_text=cfg["TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT"],
+        depth_vision=cfg["TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION"],
+        ctx_init=cfg["TRAINER.PROMPTSRC.CTX_INIT"],
+    )
+    freeze_all_but(model, model.trainable_modules())
+    model.compute_fixed_embeddings(clip_model, classnames)
+
+    key_map = model.upstream_key_map()
+    init = _load(fixture, "init.pt")
+    missing = sorted(set(key_map) - set(init))
+    if missing:
+        raise KeyError(f"{fixture}/init.pt lacks trainable tensors for this config: {missing}")
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for upstream, ours in key_map.items():
+            params[ours].copy_(init[upstream])
+
+    inputs = _load(fixture, "inputs.pt")
+    images, labels = inputs["images"], inputs["labels"]
+    results: dict[str, torch.Tensor] = {
+        "buffers/tokenized_prompts": model.prompt_learner.tokenized_prompts,
+        "buffers/prompt_learner.token_prefix": model.prompt_learner.token_prefix,
+        "buffers/prompt_learner.token_suffix": model.prompt_learner.token_suffix,
+        "buffers/prompt_learner.fixed_embeddings": model.fixed_embeddings,
+    }
+    model.eval()
+    with torch.no_grad():
+        results["outputs/eval_logits"] = model(images)
+    model.train()
+
+    out = model.forward_train(images)
+    terms = promptsrc_loss(out, labels, manifest["text_loss_weight"], manifest["image_loss_weight"])
+    with torch.no_grad():
+        results["outputs/text_features_unnormalized"] = model.encode_text()
+        results["outputs/image_features_unnormalized"] = model.encode_image(images)
+        results["outputs/zs_image_features_unnormalized"] = model.encode_image(images, prompts=False)
+    for key, value in out.items():
+        results[f"outputs/{key}"] = value
+    for key, value in terms.items():
+        results[f"outputs/{key}"] = value
+    results["outputs/l1_text_mean"] = terms["L_scl_text"] / manifest["text_loss_weight"]
+    results["outputs/l1_image_mean"] = terms["L_scl_image"] / manifest["image_loss_weight"]
+
+    optimizer = build_optimizer(model, _optim_cfg(cfg, manifest["lr_used"]))
+    optimizer.zero_grad()
+    terms["loss"].backward()
+    for upstream, ours in key_map.items():
+        results[f"grads/{upstream}"] = params[ours].grad.clone()
+    optimizer.step()
+    for upstream, ours in key_map.items():
+        results[f"after_step/{upstream}"] = params[ours].detach().clone()
+        results[f"momentum_buffer/{upstream}"] = optimizer.state[params[ours]]["momentum_buffer"].clone()
+    results["manifest/gpa_weights"] = torch.tensor(
+        gpa_weights(cfg["OPTIM.MAX_EPOCH"], cfg["TRAINER.PROMPTSRC.GPA_MEAN"], cfg["TRAINER.PROMPTSRC.GPA_STD"])
+    )
+    return results
+
+
+RUNNERS = {"promptsrc": run_promptsrc}
+
+
+def check_fixture(fixture: str | Path) -> list[Comparison]:
+    """Run our implementation on one fixture directory and compare every recorded quantity."""
+    fixture = Path(fixture)
+    manifest = json.loads((fixture / "manifest.json").read_text())
+    kind = manifest.get("fixture")
+    if kind not in RUNNERS:
+        raise ValueError(f"{fixture}: unknown fixture kind {kind!r}; supported: {sorted(RUNNERS)}")
+    ours = RUNNERS[kind](fixture, manifest)
+    group_tol, tensor_group = _tolerances(manifest)
+
+    golden: dict[str, torch.Tensor] = {}
+    for name in ("outputs", "grads", "after_step", "momentum_buffer", "buffers"):
+        for key, value in _load(fixture, f"{name}.pt").items():
+            golden[f"{name}/{key}"] = value
+    if "gpa_weights" in manifest:
+        golden["manifest/gpa_weights"] = torch.tensor(manifest["gpa_weights"], dtype=torch.float64)
+
+    comparisons = []
+    for key, expected in golden.items():
+        if key not in ours:
+            comparisons.append(Comparison(key, "missing", float("inf"), 0.0))
+            continue
+        got = ours[key]
+        if key.startswith("buffers/") and (not expected.is_floating_point() or "token_" in key):
+            group, tol = EXACT, 0.0
+            error = 0.0 if torch.equal(got.cpu(), expected) else float("inf")
+        elif key.startswith("manifest/"):
+            group, tol, error = "float64", 1e-12, relative_error(got, expected)
+        else:
+            file = key.split("/", 1)[0]
+            group = tensor_group.get(key, {"buffers": "forward", "momentum_buffer": "after_step"}.get(file, "forward"))
+            tol = group_tol[group]
+            error = relative_error(got, expected)
+        comparisons.append(Comparison(key, group, error, tol))
+    return comparisons
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("fixtures", nargs="+", help="fixture directories (each with a manifest.json)")
+    args = parser.parse_args(argv)
+    failed = 0
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    for fixture in args.fixtures:
+        comparisons = check_fixture(fixture)
+        print(f"\n{fixture}")
+        width = max(len(c.name) for c in comparisons)
+        for c in comparisons:
+            status = "ok  " if c.ok else "FAIL"
+            print(f"  {status} {c.name:<{width}}  {c.group:<10} error {c.error:.2e}  (tol {c.tolerance:.0e})")
+        bad = [c for c in comparisons if not c.ok]
+        failed += len(bad)
+        print(f"  {len(comparisons) - len(bad)}/{len(comparisons)} within tolerance")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
