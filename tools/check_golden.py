@@ -26,7 +26,9 @@ from yacs.config import CfgNode  # noqa: E402
 from dassl.optim import build_optimizer  # noqa: E402
 from trainers.backbone import load_clip  # noqa: E402
 from trainers.prompting import freeze_all_but  # noqa: E402
+from trainers.promptkd import PromptKDStudent, kd_loss  # noqa: E402
 from trainers.promptsrc import PromptSRCCLIP, gpa_weights, promptsrc_loss  # noqa: E402
+from trainers.teacher import build_teacher, read_teacher_state  # noqa: E402
 
 EXACT = "exact"
 
@@ -151,7 +153,88 @@ def run_promptsrc(fixture: Path, manifest: dict) -> dict[str, torch.Tensor]:
     return results
 
 
-RUNNERS = {"promptsrc": run_promptsrc}
+def run_promptkd(fixture: Path, manifest: dict) -> dict[str, torch.Tensor]:
+    """One PromptKD step (teacher from the fixture's checkpoint file) + eval at init and after the step."""
+    cfg = manifest["config"]
+    classnames = manifest["classnames"]
+    kd_cfg = {key.split(".")[-1]: value for key, value in cfg.items() if key.startswith("TRAINER.PROMPTKD.")}
+    teacher_clip = load_clip(kd_cfg["TEACHER_NAME"], str(_resolve(fixture, manifest["teacher_clip_checkpoint"])))
+    state = read_teacher_state(_resolve(fixture, manifest["teacher_checkpoint_file"]))
+    teacher = build_teacher(teacher_clip, classnames, state, kd_cfg["CTX_INIT"])
+    class_vectors = teacher.class_vectors()
+
+    student_clip = load_clip(cfg["MODEL.BACKBONE.NAME"], str(_resolve(fixture, manifest["student_clip_checkpoint"])))
+    for p in student_clip.parameters():
+        p.requires_grad_(False)
+    model = PromptKDStudent(
+        student_clip, kd_cfg["N_CTX_VISION"], kd_cfg["PROMPT_DEPTH_VISION"], class_vectors.shape[1], kd_cfg["PROJECT_LAYER"]
+    )
+    freeze_all_but(model, model.trainable_modules())
+    key_map = model.upstream_key_map()
+    init = _load(fixture, "init.pt")
+    own = model.state_dict()
+    missing = sorted(set(key_map) - set(init))
+    if missing:
+        raise KeyError(f"{fixture}/init.pt lacks tensors for this config: {missing}")
+    model.load_state_dict({ours: init[up].reshape(own[ours].shape) for up, ours in key_map.items()}, strict=False)
+    params = dict(model.named_parameters())
+    buffers = dict(model.named_buffers())
+
+    inputs = _load(fixture, "inputs.pt")
+    images, eval_images = inputs["images"], inputs["eval_images"]
+    n_base = -(-len(classnames) // 2)
+    cross = manifest.get("modal", cfg.get("TRAINER.MODAL")) == "cross"
+    slices = {"val": slice(None) if cross else slice(None, n_base), "test": slice(None) if cross else slice(n_base, None)}
+    student_scale = model.logit_scale.exp()
+
+    def eval_logits(tag: str) -> None:
+        model.eval()
+        with torch.no_grad():
+            features = model(eval_images)
+            for split, part in slices.items():
+                results[f"outputs/eval_{tag}_{split}_logits"] = student_scale * features @ class_vectors[part].t()
+        model.train()
+
+    results: dict[str, torch.Tensor] = {"outputs/class_vectors": class_vectors}
+    eval_logits("init")
+    model.train()
+    with torch.no_grad():
+        teacher_features = teacher.image_features(images)
+        teacher_logits = teacher.logit_scale * teacher_features @ class_vectors.t()
+    visual = model.visual_features(images)
+    features = torch.nn.functional.normalize(model.projector(visual), dim=-1)
+    student_logits = student_scale * features @ class_vectors.t()
+    terms = kd_loss(student_logits, teacher_logits, manifest["temperature"], manifest["kd_weight"])
+    if "alt_kd" in manifest:
+        alt = kd_loss(student_logits.detach(), teacher_logits, manifest["alt_kd"]["temperature"], manifest["alt_kd"]["kd_weight"])
+        results.update({f"outputs/alt_{k}": v for k, v in alt.items()})
+    results.update(
+        {
+            "outputs/teacher_image_features": teacher_features,
+            "outputs/teacher_logits": teacher_logits,
+            "outputs/student_visual_features_unnormalized": visual,
+            "outputs/student_image_features": features,
+            "outputs/student_logits": student_logits,
+            "outputs/student_logit_scale_exp": student_scale,
+        }
+    )
+    results.update({f"outputs/{k}": v for k, v in terms.items()})
+
+    optimizer = build_optimizer(model, _optim_cfg(cfg, manifest["lr_used"]))
+    optimizer.zero_grad()
+    terms["loss"].backward()
+    for upstream, ours in key_map.items():
+        if ours in params:
+            results[f"grads/{upstream}"] = params[ours].grad.reshape(init[upstream].shape).clone()
+    optimizer.step()
+    for upstream, ours in key_map.items():
+        tensor = params[ours] if ours in params else buffers[ours]
+        results[f"after_step/{upstream}"] = tensor.detach().reshape(init[upstream].shape).clone()
+    eval_logits("after_step")
+    return results
+
+
+RUNNERS = {"promptsrc": run_promptsrc, "promptkd": run_promptkd}
 
 
 def check_fixture(fixture: str | Path) -> list[Comparison]:
@@ -182,6 +265,11 @@ def check_fixture(fixture: str | Path) -> list[Comparison]:
             error = 0.0 if torch.equal(got.cpu(), expected) else float("inf")
         elif key.startswith("manifest/"):
             group, tol, error = "float64", 1e-12, relative_error(got, expected)
+        elif tensor_group.get(key) == "zero_grad":
+            # mathematically zero (bias before a train-mode BatchNorm): compare with the layer's weight gradient
+            group, tol = "zero_grad", 1e-4
+            reference = ours[key.rsplit(".", 1)[0] + ".weight"].abs().max().item()
+            error = got.abs().max().item() / reference
         else:
             file = key.split("/", 1)[0]
             group = tensor_group.get(key, {"buffers": "forward", "momentum_buffer": "after_step"}.get(file, "forward"))

@@ -89,4 +89,9 @@ def extend_cfg(cfg: CN) -> CN:
     cfg.TRAINER.PROMPTKD.TEACHER_NAME = "ViT-L/14"
     # Where the teacher's CLIP weights are (empty: the CLIP cache dir, see trainers/backbone.py)
     cfg.TRAINER.PROMPTKD.TEACHER_BACKBONE_PATH = ""
+    # The teacher's PromptSRC checkpoint (ours or upstream's); empty = upstream's path pattern
+    # (teacher_model/<DATASET.NAME>/VLPromptLearner/model-best.pth.tar; cross: ImageNet-xd/VLPromptLearner_large)
+    cfg.TRAINER.PROMPTKD.TEACHER_CKPT = ""
+    # Where the teacher's class vectors are cached (empty = $PROMPTKD_CACHE_DIR or ~/.cache/promptkd)
+    cfg.TRAINER.PROMPTKD.CLASS_VECTOR_CACHE = ""
     return cfg

@@ -507,7 +507,12 @@ class SimpleTrainer(TrainerBase):
             self._final_result = entry
         if getattr(self, "_final_result", None) is not None:
             payload["final"] = self._final_result
+        payload.update(self.results_summary(self._evaluations))
         write_json(payload, osp.join(self.output_dir, "results.json"))
+
+    def results_summary(self, evaluations: list[dict]) -> dict:
+        """Extra top-level entries of results.json (e.g. base/novel accuracy); override in a trainer."""
+        return {}
 
     def parse_batch_test(self, batch):
         input = batch["img"].to(self.device)

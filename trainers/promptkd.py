@@ -1,0 +1,205 @@
+"""PromptKD: "Unsupervised Prompt Distillation for Vision-Language Models" (Li et al., CVPR 2024).
+
+One idea: distil a large prompted teacher (PromptSRC on ViT-L/14) into a small student (ViT-B/16 with deep visual
+prompts + a projector) on *unlabeled* images, with the teacher's text features of all classes ("class vectors",
+computed once) as the shared classifier, so the student needs no text encoder at all.
+
+    student_logits = s * norm(P(f_student(x))) @ W.T        teacher_logits = t * norm(f_teacher(x)) @ W.T
+    kd_loss = KD_WEIGHT * T^2 * sum KL(p_teacher || p_student) / (B * N)        (labels are never used)
+
+Deliberate differences (DESIGN §4): W is computed once after the teacher is loaded (bit-identical to upstream's
+per-step recomputation) and cached on disk; the student's eval never runs the teacher; PROJECT_LAYER is honoured;
+the teacher's design is read from its checkpoint. Checkpoint key mapping to upstream: ``upstream_key_map``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import os.path as osp
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from dassl.engine import TRAINER_REGISTRY
+
+from .base import PromptTrainer
+from .prompting import DeepPrompts, VisionPromptHooks, freeze_all_but
+from .teacher import build_teacher, cached_class_vectors, class_vector_cache_key, read_teacher_state
+
+
+def build_projector(in_dim: int, out_dim: int, layers: int) -> nn.Sequential:
+    """The student's projector: 1 = Linear; 2 = Linear-BN-ReLU-Linear (upstream); 3 = two BN-ReLU blocks + Linear."""
+    if layers not in (1, 2, 3):
+        raise ValueError(f"TRAINER.PROMPTKD.PROJECT_LAYER must be 1, 2 or 3, got {layers}")
+    modules: list[nn.Module] = []
+    dim = in_dim
+    for _ in range(layers - 1):
+        modules += [nn.Linear(dim, out_dim), nn.BatchNorm1d(out_dim), nn.ReLU(inplace=True)]
+        dim = out_dim
+    modules.append(nn.Linear(dim, out_dim))
+    return nn.Sequential(*modules)
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float, weight: float) -> dict:
+    """KD_WEIGHT * T^2 * sum_{b,c} KL(p_teacher || p_student) / (B * N), as upstream (not batchmean)."""
+    kl_div_sum = F.kl_div(
+        F.log_softmax(student_logits / temperature, dim=1),
+        F.softmax(teacher_logits / temperature, dim=1),
+        reduction="sum",
+    )
+    l_ukd = kl_div_sum * temperature * temperature / student_logits.numel()
+    return {"kl_div_sum": kl_div_sum, "L_ukd": l_ukd, "loss": weight * l_ukd}
+
+
+class PromptKDStudent(nn.Module):
+    """Frozen CLIP image encoder + deep visual prompts + projector into the teacher's embedding space."""
+
+    def __init__(self, clip_model: nn.Module, n_ctx: int, depth: int, out_dim: int, project_layers: int) -> None:
+        super().__init__()
+        width = clip_model.visual.conv1.weight.shape[0]
+        embed_dim = clip_model.visual.proj.shape[1]
+        self.image_encoder = clip_model.visual
+        self.vision_prompts = DeepPrompts(n_ctx, width, depth, first_layer=0)
+        self.projector = build_projector(embed_dim, out_dim, project_layers)
+        self.logit_scale = clip_model.logit_scale
+        self._vision_hooks = VisionPromptHooks(clip_model.visual, depth)
+        self.depth = depth
+
+    def trainable_modules(self) -> list[nn.Module]:
+        return [self.vision_prompts, self.projector]
+
+    def visual_features(self, image: torch.Tensor) -> torch.Tensor:
+        """The prompted visual output (batch, 512), before the projector."""
+        with self._vision_hooks.prompts(self.vision_prompts.as_dict()):
+            return self.image_encoder(image.to(self.image_encoder.conv1.weight.dtype))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """Projected, L2-normalised student features (batch, out_dim)."""
+        return F.normalize(self.projector(self.visual_features(image).float()), dim=-1)
+
+    def upstream_key_map(self) -> dict[str, str]:
+        """{upstream key: our key}; upstream's 1x1 convs are our Linear layers (weights reshaped)."""
+        mapping = {}
+        for i in range(self.depth):
+            upstream = "image_encoder.VPT" if i == 0 else f"image_encoder.transformer.resblocks.{i}.VPT_shallow"
+            mapping[upstream] = f"vision_prompts.prompts.layer{i}"
+        for name, _ in self.projector.named_parameters():
+            mapping[f"VPT_image_trans.conv1.{name}"] = f"projector.{name}"
+        for name, _ in self.projector.named_buffers():
+            mapping[f"VPT_image_trans.conv1.{name}"] = f"projector.{name}"
+        return mapping
+
+
+def default_teacher_checkpoint(cfg) -> str:
+    """Upstream's path pattern, relative to the working directory."""
+    if cfg.TRAINER.MODAL == "cross":
+        return osp.join("teacher_model", "ImageNet-xd", "VLPromptLearner_large", "model.pth.tar-20")
+    return osp.join("teacher_model", cfg.DATASET.NAME, "VLPromptLearner", "model-best.pth.tar")
+
+
+@TRAINER_REGISTRY.register()
+class PromptKD(PromptTrainer):
+    CONFIG_NODE = "PROMPTKD"
+    MODEL_NAME = "VLPromptLearner"
+
+    def build_model(self) -> None:
+        cfg, kd = self.cfg, self.cfg.TRAINER.PROMPTKD
+        classnames = self.dm.dataset.classnames
+
+        # the teacher: frozen, eval mode, not registered (never saved, never optimised)
+        teacher_ckpt = kd.TEACHER_CKPT or default_teacher_checkpoint(cfg)
+        state = read_teacher_state(teacher_ckpt)
+        teacher_clip = self.load_backbone(kd.TEACHER_NAME, kd.TEACHER_BACKBONE_PATH, "TRAINER.PROMPTKD.TEACHER_BACKBONE_PATH")
+        self.teacher = build_teacher(teacher_clip, classnames, state, kd.CTX_INIT).to(self.device)
+        cache_dir = kd.CLASS_VECTOR_CACHE or os.environ.get("PROMPTKD_CACHE_DIR", "~/.cache/promptkd")
+        key = class_vector_cache_key(teacher_ckpt, classnames, kd.TEACHER_NAME, kd.CTX_INIT)
+        self.class_vectors = cached_class_vectors(self.teacher, cache_dir, key).to(self.device)  # (n_cls, d_t)
+        self.n_base = math.ceil(len(classnames) / 2)
+
+        student_clip = self.load_backbone()
+        model = PromptKDStudent(
+            student_clip, kd.N_CTX_VISION, kd.PROMPT_DEPTH_VISION, self.class_vectors.shape[1], kd.PROJECT_LAYER
+        )
+        freeze_all_but(model, model.trainable_modules())
+        self.register_prompt_model(model)
+        self.precision.cast_frozen(self.teacher)
+        self._eval_split = "test"
+
+    # ------------------------------------------------------------------ training
+
+    def compute_loss(self, image, label):
+        kd = self.cfg.TRAINER.PROMPTKD
+        with torch.no_grad():
+            teacher_logits = self.teacher.logit_scale * self.teacher.image_features(image) @ self.class_vectors.t()
+        student_logits = self.model.logit_scale.exp().float() * self.model(image) @ self.class_vectors.t()
+        terms = kd_loss(student_logits.float(), teacher_logits.float(), kd.TEMPERATURE, kd.KD_WEIGHT)
+        return terms["loss"], {"loss": terms["loss"].item()}
+
+    # ------------------------------------------------------------------ evaluation: the student alone
+
+    def eval_class_vectors(self, split: str) -> torch.Tensor:
+        """Base classes for "val", novel classes for "test" in base2novel (upstream's slices); all in cross."""
+        if self.cfg.TRAINER.MODAL == "base2novel" and self.dm.dataset.num_classes == len(self.class_vectors):
+            return self.class_vectors[: self.n_base] if split == "val" else self.class_vectors[self.n_base :]
+        return self.class_vectors
+
+    def test(self, split: str | None = None):
+        effective = split if split is not None else self.cfg.TEST.SPLIT
+        if effective == "val" and self.val_loader is None:
+            effective = "test"
+        if split is None and getattr(self, "_eval_only", False) and self.val_loader is not None:
+            self._eval_only = False
+            self.test("val")  # eval-only: report base accuracy as well
+        self._eval_split = effective
+        return super().test(split)
+
+    @torch.no_grad()
+    def model_inference(self, image: torch.Tensor) -> torch.Tensor:
+        with self.precision.autocast():
+            features = self.model(image)
+        return self.model.logit_scale.exp().float() * features.float() @ self.eval_class_vectors(self._eval_split).t()
+
+    def load_model(self, directory: str, epoch: int | None = None) -> None:
+        super().load_model(directory, epoch)
+        self._eval_only = bool(directory) and not getattr(self, "_training", False)
+
+    def before_train(self) -> None:
+        self._training = True
+        super().before_train()
+
+    def after_train(self) -> None:
+        if not self.cfg.TEST.NO_TEST and self.cfg.TEST.FINAL_MODEL == "best_val":
+            print("Novel accuracy of the last-epoch model (reported next to the selected one)")
+            self.test("test")
+        super().after_train()
+
+    def results_summary(self, evaluations: list[dict]) -> dict:
+        finals = [e for e in evaluations if e is getattr(self, "_final_result", None)]
+        vals = [e for e in evaluations if e["split"] == "val"]
+        tests = [e for e in evaluations if e["split"] == "test" and e not in finals]
+        summary: dict = {
+            "modal": self.cfg.TRAINER.MODAL,
+            "selection": {
+                "rule": self.cfg.TEST.FINAL_MODEL,
+                "split": "json val split" if self.cfg.DATASET.VAL_SOURCE == "val" else "test split (upstream parity)",
+            },
+        }
+        if self.cfg.TRAINER.MODAL != "base2novel":
+            if finals:
+                summary["accuracy"] = {"accuracy": finals[0]["accuracy"], "epoch": finals[0]["epoch"]}
+            return summary
+        if finals:
+            epoch = finals[0]["epoch"]
+            base = [v for v in vals if v["epoch"] == epoch] or vals[-1:]
+            summary["novel"] = {"accuracy": finals[0]["accuracy"], "epoch": epoch}
+            if base:
+                summary["base"] = {"accuracy": base[-1]["accuracy"], "epoch": base[-1]["epoch"]}
+                b, n = summary["base"]["accuracy"], summary["novel"]["accuracy"]
+                summary["hm"] = 2 * b * n / (b + n) if b + n > 0 else 0.0
+        if vals:
+            summary["base_last"] = {"accuracy": vals[-1]["accuracy"], "epoch": vals[-1]["epoch"]}
+        if tests:
+            summary["novel_last"] = {"accuracy": tests[-1]["accuracy"], "epoch": tests[-1]["epoch"]}
+        return summary

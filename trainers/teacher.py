@@ -1,0 +1,165 @@
+"""The frozen PromptKD teacher: read a PromptSRC checkpoint (ours or upstream's), rebuild the prompted ViT-L/14,
+and compute its class vectors once.
+
+Upstream hard-codes the teacher design (IVLP 9/9, 4+4 ctx) and loads with ``strict=False``, so a checkpoint with
+fewer prompt layers silently leaves layers random. Here the design is read from the checkpoint itself and a gap
+in its prompt layers is an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from dassl.utils import load_checkpoint
+
+from .prompt_models import IVLPCLIP
+
+_UPSTREAM_VISION = re.compile(r"^image_encoder\.transformer\.resblocks\.(\d+)\.VPT_shallow$")
+_UPSTREAM_TEXT = re.compile(r"^text_encoder\.transformer\.resblocks\.(\d+)\.VPT_shallow$")
+_OURS_VISION = re.compile(r"^vision_prompts\.prompts\.layer(\d+)$")
+_OURS_TEXT = re.compile(r"^text_prompts\.prompts\.layer(\d+)$")
+
+
+class TeacherCheckpointError(ValueError):
+    """A teacher checkpoint that cannot be used as it is; the message says why and what to do."""
+
+
+def read_teacher_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The prompt tensors of a teacher checkpoint (a Dassl dict or a bare state dict), as float32."""
+    path = str(path)
+    if not os.path.isfile(path):
+        raise TeacherCheckpointError(
+            f"Teacher checkpoint not found: {path}. Train one with scripts/promptsrc/base2new_train_teacher.sh "
+            "<dataset>, or point TRAINER.PROMPTKD.TEACHER_CKPT at an existing PromptSRC checkpoint."
+        )
+    checkpoint = load_checkpoint(path, map_location="cpu")
+    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise TeacherCheckpointError(f"{path} holds no state dict")
+    prompt_keys = [
+        k
+        for k in state
+        if k == "prompt_learner.ctx"
+        or k == "image_encoder.VPT"
+        or _UPSTREAM_VISION.match(k)
+        or _UPSTREAM_TEXT.match(k)
+        or _OURS_VISION.match(k)
+        or _OURS_TEXT.match(k)
+    ]
+    return {k: state[k].float() for k in prompt_keys}
+
+
+def teacher_design(state: dict[str, torch.Tensor], source: str = "teacher checkpoint") -> dict[str, int]:
+    """n_ctx and prompt depths of an IVLP checkpoint, read from its keys (upstream or our names)."""
+    if "prompt_learner.ctx" not in state:
+        raise TeacherCheckpointError(f"{source}: no prompt_learner.ctx; is this a PromptSRC/IVLP checkpoint?")
+    upstream = "image_encoder.VPT" in state or any(_UPSTREAM_TEXT.match(k) for k in state)
+    vision_re, text_re = (_UPSTREAM_VISION, _UPSTREAM_TEXT) if upstream else (_OURS_VISION, _OURS_TEXT)
+    vision_layers = sorted(int(m.group(1)) for k in state if (m := vision_re.match(k)))
+    text_layers = sorted(int(m.group(1)) for k in state if (m := text_re.match(k)))
+    has_input = ("image_encoder.VPT" in state) if upstream else (0 in vision_layers)
+    deep_vision = [i for i in vision_layers if i > 0]
+    depth_vision = (1 + max(deep_vision, default=0)) if has_input else 0
+    depth_text = 1 + max(text_layers, default=0)
+    missing = [i for i in range(1, depth_vision) if i not in deep_vision] + [
+        i for i in range(1, depth_text) if i not in text_layers
+    ]
+    if missing:
+        raise TeacherCheckpointError(f"{source}: prompt layers {missing} are missing (depths {depth_vision}/{depth_text})")
+    first_vision = state["image_encoder.VPT"] if upstream and has_input else state.get("vision_prompts.prompts.layer0")
+    return {
+        "n_ctx_text": state["prompt_learner.ctx"].shape[-2],
+        "n_ctx_vision": first_vision.shape[0] if first_vision is not None else 0,
+        "depth_text": depth_text,
+        "depth_vision": depth_vision,
+        "upstream_names": int(upstream),
+    }
+
+
+class FrozenTeacher(nn.Module):
+    """A prompted CLIP that never leaves eval mode and never has gradients."""
+
+    def __init__(self, model: IVLPCLIP) -> None:
+        super().__init__()
+        self.model = model
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        super().train(False)
+
+    def train(self, mode: bool = True) -> FrozenTeacher:  # noqa: ARG002 - the teacher stays in eval mode
+        return super().train(False)
+
+    @torch.no_grad()
+    def class_vectors(self) -> torch.Tensor:
+        """W: the teacher's prompted text features of every class, L2-normalised (n_cls, d)."""
+        return F.normalize(self.model.encode_text(), dim=-1).float()
+
+    @torch.no_grad()
+    def image_features(self, image: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.model.encode_image(image), dim=-1).float()
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        return self.model.logit_scale.exp().float()
+
+
+def build_teacher(clip_model: nn.Module, classnames: list[str], state: dict[str, torch.Tensor], ctx_init: str) -> FrozenTeacher:
+    """The IVLP teacher with the checkpoint's design and prompts, for ``classnames``."""
+    design = teacher_design(state)
+    model = IVLPCLIP(
+        clip_model,
+        classnames,
+        n_ctx_text=design["n_ctx_text"],
+        n_ctx_vision=design["n_ctx_vision"],
+        depth_text=design["depth_text"],
+        depth_vision=design["depth_vision"],
+        ctx_init=ctx_init,
+    )
+    mapping = model.upstream_key_map() if design["upstream_names"] else {k: k for k in model.upstream_key_map().values()}
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for source, target in mapping.items():
+            if tuple(state[source].shape) != tuple(params[target].shape):
+                raise TeacherCheckpointError(
+                    f"teacher tensor {source} has shape {tuple(state[source].shape)}, the "
+                    f"backbone expects {tuple(params[target].shape)}; is TEACHER_NAME the backbone it was trained on?"
+                )
+            params[target].copy_(state[source])
+    print(
+        f"Teacher: IVLP with {design['n_ctx_text']}+{design['n_ctx_vision']} ctx, prompt depth "
+        f"{design['depth_text']} (text) / {design['depth_vision']} (vision), {len(classnames)} classes"
+    )
+    return FrozenTeacher(model)
+
+
+def class_vector_cache_key(checkpoint: str, classnames: list[str], backbone: str, ctx_init: str) -> str:
+    """Hash of what the class vectors depend on: teacher file content, class names, backbone, prompt text."""
+    digest = hashlib.sha256()
+    with open(checkpoint, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    digest.update("\n".join(classnames).encode("utf-8"))
+    digest.update(f"\n{backbone}\n{ctx_init}".encode())
+    return digest.hexdigest()[:24]
+
+
+def cached_class_vectors(teacher: FrozenTeacher, cache_dir: str | os.PathLike, key: str) -> torch.Tensor:
+    """Class vectors from ``cache_dir/<key>.pt`` if present, else computed once and stored there."""
+    path = Path(cache_dir).expanduser() / f"class_vectors-{key}.pt"
+    if path.is_file():
+        print(f"Loading the teacher's class vectors from {path}")
+        return torch.load(path, map_location="cpu", weights_only=True)["class_vectors"]
+    vectors = teacher.class_vectors()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"class_vectors": vectors.cpu()}, tmp)
+    os.replace(tmp, path)
+    print(f"Saved the teacher's class vectors to {path}")
+    return vectors
