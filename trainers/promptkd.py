@@ -26,7 +26,14 @@ from dassl.engine import TRAINER_REGISTRY
 
 from .base import PromptTrainer
 from .prompting import DeepPrompts, VisionPromptHooks, freeze_all_but
-from .teacher import build_teacher, cached_class_vectors, class_vector_cache_key, read_teacher_state
+from .teacher import (
+    FrozenTeacher,
+    build_teacher,
+    cached_class_vectors,
+    class_vector_cache_key,
+    read_teacher_state,
+    resolve_teacher_checkpoint,
+)
 
 
 def build_projector(in_dim: int, out_dim: int, layers: int) -> nn.Sequential:
@@ -108,14 +115,17 @@ class PromptKD(PromptTrainer):
         cfg, kd = self.cfg, self.cfg.TRAINER.PROMPTKD
         classnames = self.dm.dataset.classnames
 
-        # the teacher: frozen, eval mode, not registered (never saved, never optimised)
-        teacher_ckpt = kd.TEACHER_CKPT or default_teacher_checkpoint(cfg)
-        state = read_teacher_state(teacher_ckpt)
-        teacher_clip = self.load_backbone(kd.TEACHER_NAME, kd.TEACHER_BACKBONE_PATH, "TRAINER.PROMPTKD.TEACHER_BACKBONE_PATH")
-        self.teacher = build_teacher(teacher_clip, classnames, state, kd.CTX_INIT).to(self.device)
+        # the teacher: frozen, eval mode, not registered (never saved, never optimised). Its class vectors are
+        # computed once and cached; with a cache hit the teacher is only built when training starts.
+        self.teacher_ckpt = resolve_teacher_checkpoint(kd.TEACHER_CKPT or default_teacher_checkpoint(cfg))
+        self.teacher = None
         cache_dir = kd.CLASS_VECTOR_CACHE or os.environ.get("PROMPTKD_CACHE_DIR", "~/.cache/promptkd")
-        key = class_vector_cache_key(teacher_ckpt, classnames, kd.TEACHER_NAME, kd.CTX_INIT)
-        self.class_vectors = cached_class_vectors(self.teacher, cache_dir, key).to(self.device)  # (n_cls, d_t)
+        key = class_vector_cache_key(self.teacher_ckpt, classnames, kd.TEACHER_NAME, kd.CTX_INIT)
+        cached = cached_class_vectors(None, cache_dir, key)
+        if cached is None:
+            self.teacher = self.build_teacher()
+            cached = cached_class_vectors(self.teacher, cache_dir, key)
+        self.class_vectors = cached.to(self.device)  # (n_cls, d_teacher)
         self.n_base = math.ceil(len(classnames) / 2)
 
         student_clip = self.load_backbone()
@@ -124,8 +134,18 @@ class PromptKD(PromptTrainer):
         )
         freeze_all_but(model, model.trainable_modules())
         self.register_prompt_model(model)
-        self.precision.cast_frozen(self.teacher)
+        if self.teacher is not None:
+            self.precision.cast_frozen(self.teacher)
         self._eval_split = "test"
+
+    def build_teacher(self) -> FrozenTeacher:
+        kd = self.cfg.TRAINER.PROMPTKD
+        state = read_teacher_state(self.teacher_ckpt)
+        clip_model = self.load_backbone(kd.TEACHER_NAME, kd.TEACHER_BACKBONE_PATH, "TRAINER.PROMPTKD.TEACHER_BACKBONE_PATH")
+        teacher = build_teacher(clip_model, self.dm.dataset.classnames, state, kd.CTX_INIT).to(self.device)
+        if hasattr(self, "precision"):
+            self.precision.cast_frozen(teacher)
+        return teacher
 
     # ------------------------------------------------------------------ training
 
@@ -167,6 +187,8 @@ class PromptKD(PromptTrainer):
 
     def before_train(self) -> None:
         self._training = True
+        if self.teacher is None:
+            self.teacher = self.build_teacher()
         super().before_train()
 
     def after_train(self) -> None:
@@ -176,9 +198,10 @@ class PromptKD(PromptTrainer):
         super().after_train()
 
     def results_summary(self, evaluations: list[dict]) -> dict:
-        finals = [e for e in evaluations if e is getattr(self, "_final_result", None)]
+        final = getattr(self, "_final_result", None)
+        finals = [e for e in evaluations if e is final]
         vals = [e for e in evaluations if e["split"] == "val"]
-        tests = [e for e in evaluations if e["split"] == "test" and e not in finals]
+        tests = [e for e in evaluations if e["split"] == "test" and e is not final]
         summary: dict = {
             "modal": self.cfg.TRAINER.MODAL,
             "selection": {

@@ -31,14 +31,35 @@ class TeacherCheckpointError(ValueError):
     """A teacher checkpoint that cannot be used as it is; the message says why and what to do."""
 
 
+def resolve_teacher_checkpoint(path: str) -> str:
+    """A teacher checkpoint file from a file or folder path.
+
+    In a folder (or next to a missing ``model-best.pth.tar``), take ``model-best.pth.tar`` if present, else the
+    highest ``model.pth.tar-N``: a PromptSRC run writes only ``model.pth.tar-20``, which upstream makes users rename.
+    """
+    if os.path.isfile(path):
+        return path
+    folder = path if os.path.isdir(path) else os.path.dirname(path)
+    if folder and os.path.isdir(folder):
+        if os.path.isfile(os.path.join(folder, "model-best.pth.tar")):
+            return os.path.join(folder, "model-best.pth.tar")
+        numbered = sorted(
+            (int(m.group(1)), name) for name in os.listdir(folder) if (m := re.fullmatch(r"model\.pth\.tar-(\d+)", name))
+        )
+        if numbered:
+            chosen = os.path.join(folder, numbered[-1][1])
+            print(f"Teacher checkpoint: using {chosen}")
+            return chosen
+    raise TeacherCheckpointError(
+        f"Teacher checkpoint not found: {path} (looked for the file, then for model-best.pth.tar or model.pth.tar-N "
+        f"in {folder or '.'}). Train one with scripts/promptsrc/base2new_train_teacher.sh <dataset>, or set "
+        "TRAINER.PROMPTKD.TEACHER_CKPT to a PromptSRC checkpoint (ours or upstream's)."
+    )
+
+
 def read_teacher_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The prompt tensors of a teacher checkpoint (a Dassl dict or a bare state dict), as float32."""
-    path = str(path)
-    if not os.path.isfile(path):
-        raise TeacherCheckpointError(
-            f"Teacher checkpoint not found: {path}. Train one with scripts/promptsrc/base2new_train_teacher.sh "
-            "<dataset>, or point TRAINER.PROMPTKD.TEACHER_CKPT at an existing PromptSRC checkpoint."
-        )
+    path = resolve_teacher_checkpoint(str(path))
     checkpoint = load_checkpoint(path, map_location="cpu")
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
@@ -150,12 +171,15 @@ def class_vector_cache_key(checkpoint: str, classnames: list[str], backbone: str
     return digest.hexdigest()[:24]
 
 
-def cached_class_vectors(teacher: FrozenTeacher, cache_dir: str | os.PathLike, key: str) -> torch.Tensor:
-    """Class vectors from ``cache_dir/<key>.pt`` if present, else computed once and stored there."""
+def cached_class_vectors(teacher: FrozenTeacher | None, cache_dir: str | os.PathLike, key: str) -> torch.Tensor | None:
+    """Class vectors from ``cache_dir/class_vectors-<key>.pt`` if present, else computed with ``teacher`` and stored
+    there (``teacher=None``: only look, return None on a miss)."""
     path = Path(cache_dir).expanduser() / f"class_vectors-{key}.pt"
     if path.is_file():
         print(f"Loading the teacher's class vectors from {path}")
         return torch.load(path, map_location="cpu", weights_only=True)["class_vectors"]
+    if teacher is None:
+        return None
     vectors = teacher.class_vectors()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
