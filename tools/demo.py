@@ -1,14 +1,19 @@
-"""Run the toolkit end to end on the built-in demo data, on CPU, in about a minute.
+"""Run the whole toolkit end to end on the built-in demo data, on CPU, in a few minutes.
 
-    python tools/demo.py [--out output/demo] [--device cpu|cuda]
+    python tools/demo.py [--out output/demo] [--device cpu|cuda] [--epochs 10]
 
 It writes the demo dataset (coloured shapes, 6 base + 6 novel classes) and tiny random-weight CLIP checkpoints
-in OpenAI's format into the work dir, then runs the real entry point (``train.py``'s code path, the same one the
-scripts use) and prints base / novel / HM accuracy per method. The backbones are tiny RANDOM-weight models, so
-the numbers only show that the pipeline works; with real weights (``python tools/download_clip.py ViT-B/16``)
-and real datasets (README, "Preparing datasets") the same commands reproduce the papers' protocols.
+in OpenAI's format (a ViT-L/14-shaped teacher and a ViT-B/16-shaped student) into the work dir, then runs the
+real entry point (``train.py``'s code path, the same one the scripts use):
 
-Methods available so far: zero-shot CLIP. The prompt-learning methods join as they land.
+  1. zero-shot CLIP (student backbone), base and novel classes;
+  2. CoOp on 16 shots of the base classes, evaluated on base and novel;
+  3. stage 1, the PromptSRC teacher on 16 shots of the base classes, evaluated on base and novel;
+  4. stage 2, the PromptKD student distilled from that teacher on the unlabeled train images of all classes;
+
+and prints base / novel / HM per method. The backbones are tiny RANDOM-weight models, so the numbers only show
+that the pipeline works. With real weights (``python tools/download_clip.py ViT-B/16 ViT-L/14``) and real data
+(README, "Datasets") the scripts under ``scripts/`` run the papers' protocols.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -27,82 +33,131 @@ from datasets.demo import make_demo_dataset  # noqa: E402
 from tools.make_tiny_clip import make_tiny_clip, save_tiny_clip, tiny_clip_filename  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-IMAGE_SIZE = 32
+IMAGE_SIZE = 112  # a multiple of both patch sizes (14 and 16), like 224
+CONFIGS = REPO_ROOT / "configs"
 
 
 def harmonic_mean(base: float, novel: float) -> float:
     return 2 * base * novel / (base + novel) if base + novel > 0 else 0.0
 
 
-def prepare(out: Path) -> tuple[Path, Path]:
-    """Demo data + a tiny student-shaped CLIP checkpoint under ``out``."""
+def prepare(out: Path) -> tuple[Path, Path, Path]:
+    """Demo data + tiny teacher/student CLIP checkpoints under ``out`` (reused when present)."""
     data = out / "data"
     if not (data / "demo" / "split_demo.json").is_file():
         print(f"Writing the demo dataset to {data / 'demo'}")
         make_demo_dataset(data)
     clip_dir = out / "clip"
-    student = clip_dir / tiny_clip_filename("student")
-    if not student.is_file():
-        print(f"Writing a tiny random-weight CLIP checkpoint to {student}")
-        save_tiny_clip(make_tiny_clip("student", image_size=IMAGE_SIZE, layers=2, seed=1), student)
-    return data, student
+    paths = {}
+    for kind, extra in (("teacher", {"layers": 3}), ("student", {"layers": 3, "text_layers": 2})):
+        path = clip_dir / tiny_clip_filename(kind)
+        if not path.is_file():
+            print(f"Writing a tiny random-weight {kind} CLIP checkpoint to {path}")
+            save_tiny_clip(make_tiny_clip(kind, image_size=IMAGE_SIZE, seed=1, **extra), path)
+        paths[kind] = path
+    return data, paths["teacher"], paths["student"]
 
 
-def run_train(argv: list[str]) -> dict:
-    """Run ``train.py`` in-process with ``argv``; return the run's results.json."""
-    args = train.build_parser().parse_args(argv)
-    trainer = train.run(args)
-    with open(Path(trainer.output_dir) / "results.json", encoding="utf-8") as f:
-        return json.load(f)
+class Demo:
+    def __init__(self, out: Path, device: str, epochs: int) -> None:
+        self.out = out
+        self.epochs = epochs
+        self.data, self.teacher_clip, self.student_clip = prepare(out)
+        self.common = [
+            "INPUT.SIZE", f"({IMAGE_SIZE}, {IMAGE_SIZE})",
+            "DATALOADER.NUM_WORKERS", "0",
+            "USE_CUDA", "True" if device == "cuda" else "False",
+            "TRAIN.PRINT_FREQ", "1000",
+        ]  # fmt: skip
 
+    def run(self, trainer: str, config: str, out: str, *opts: str, flags: tuple[str, ...] = ()) -> dict:
+        """``train.py`` in-process; returns the run's results.json."""
+        argv = [
+            "--root", str(self.data), "--seed", "1", "--trainer", trainer,
+            "--dataset-config-file", str(CONFIGS / "datasets" / "demo.yaml"),
+            "--config-file", str(CONFIGS / "trainers" / config),
+            "--output-dir", str(self.out / "runs" / out), *flags, *self.common, *opts,
+        ]  # fmt: skip
+        trainer_obj = train.run(train.build_parser().parse_args(argv))
+        with open(Path(trainer_obj.output_dir) / "results.json", encoding="utf-8") as f:
+            return json.load(f)
 
-def zero_shot(data: Path, student: Path, out: Path, device_opts: list[str]) -> dict[str, float]:
-    accuracy = {}
-    for subsample in ("base", "new"):
-        results = run_train(
-            [
-                "--root", str(data),
-                "--trainer", "ZeroshotCLIP",
-                "--dataset-config-file", str(REPO_ROOT / "configs/datasets/demo.yaml"),
-                "--config-file", str(REPO_ROOT / "configs/trainers/CoOp/vit_b16.yaml"),
-                "--output-dir", str(out / "runs" / "ZeroshotCLIP" / f"test_{subsample}"),
-                "--eval-only",
-                "MODEL.BACKBONE.PATH", str(student),
-                "INPUT.SIZE", f"({IMAGE_SIZE}, {IMAGE_SIZE})",
-                "DATALOADER.NUM_WORKERS", "0",
-                "DATASET.SUBSAMPLE_CLASSES", subsample,
-                *device_opts,
-            ]
-        )
-        accuracy[subsample] = results["final"]["accuracy"]
-    return accuracy
+    def zero_shot(self) -> tuple[float, float]:
+        acc = [
+            self.run("ZeroshotCLIP", "CoOp/vit_b16.yaml", f"ZeroshotCLIP/test_{sub}", "MODEL.BACKBONE.PATH",
+                     str(self.student_clip), "DATASET.SUBSAMPLE_CLASSES", sub, flags=("--eval-only",))["final"]["accuracy"]
+            for sub in ("base", "new")
+        ]  # fmt: skip
+        return acc[0], acc[1]
+
+    def base_to_novel(self, trainer: str, config: str, name: str, *opts: str) -> tuple[float, float]:
+        """Train on 16 shots of the base classes, then evaluate the saved model on the novel classes."""
+        train_dir = f"{name}/train_base"
+        base = self.run(
+            trainer, config, train_dir, "DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "base",
+            "OPTIM.MAX_EPOCH", str(self.epochs), *opts,
+        )["final"]["accuracy"]  # fmt: skip
+        novel = self.run(
+            trainer, config, f"{name}/test_new", "DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "new",
+            "OPTIM.MAX_EPOCH", str(self.epochs), *opts,
+            flags=("--eval-only", "--model-dir", str(self.out / "runs" / train_dir), "--load-epoch", str(self.epochs)),
+        )["final"]["accuracy"]  # fmt: skip
+        return base, novel
+
+    def promptkd(self) -> tuple[float, float]:
+        teacher_dir = self.out / "runs" / "PromptSRC_teacher" / "train_base" / "VLPromptLearner"
+        results = self.run(
+            "PromptKD", "PromptKD/vit_b16_c2_ep20_batch8_4+4ctx.yaml", "PromptKD/seed_1",
+            "DATASET.NUM_SHOTS", "0", "TRAINER.MODAL", "base2novel", "OPTIM.MAX_EPOCH", str(self.epochs),
+            "MODEL.BACKBONE.PATH", str(self.student_clip), "TRAINER.PROMPTKD.TEACHER_BACKBONE_PATH", str(self.teacher_clip),
+            "TRAINER.PROMPTKD.TEACHER_CKPT", str(teacher_dir), "TRAINER.PROMPTKD.PROMPT_DEPTH_VISION", "3",
+            "TRAINER.PROMPTKD.PREC", "fp32", "TRAINER.PROMPTKD.KD_WEIGHT", "1000.0",
+            "TRAINER.PROMPTKD.CLASS_VECTOR_CACHE", str(self.out / "cache"),
+        )  # fmt: skip
+        return results["base"]["accuracy"], results["novel"]["accuracy"]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(REPO_ROOT / "output" / "demo"), help="work dir (default: output/demo)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where to run (default: cpu)")
+    parser.add_argument("--epochs", type=int, default=10, help="training epochs of each method (default: 10)")
     args = parser.parse_args(argv)
 
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    device_opts = ["USE_CUDA", "True" if args.device == "cuda" else "False"]
     console = sys.stdout
-    data, student = prepare(out)
+    start = time.time()
+    demo = Demo(out, args.device, args.epochs)
 
+    steps = [
+        ("Zero-shot CLIP", demo.zero_shot),
+        ("CoOp", lambda: demo.base_to_novel(
+            "CoOp", "CoOp/vit_b16.yaml", "CoOp", "MODEL.BACKBONE.PATH", str(demo.student_clip),
+            "TRAINER.COOP.CTX_INIT", "a photo of a", "TRAINER.COOP.PREC", "fp32", "OPTIM.LR", "0.02")),
+        ("PromptSRC teacher (stage 1)", lambda: demo.base_to_novel(
+            "PromptSRC", "PromptSRC/vit_l14_c2_ep20_batch8_4+4ctx.yaml", "PromptSRC_teacher",
+            "MODEL.BACKBONE.PATH", str(demo.teacher_clip), "TRAINER.PROMPTSRC.PREC", "fp32",
+            "TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT", "3", "TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION", "3",
+            "TRAINER.PROMPTSRC.GPA_MEAN", str(max(1, args.epochs - 1)), "TRAINER.PROMPTSRC.GPA_STD", "1")),
+        ("PromptKD student (stage 2)", demo.promptkd),
+    ]  # fmt: skip
     rows = []
-    zs = zero_shot(data, student, out, device_opts)
-    rows.append(["Zero-shot CLIP", zs["base"], zs["new"], harmonic_mean(zs["base"], zs["new"])])
+    for name, step in steps:
+        sys.stdout = console
+        print(f"\n==> {name}")
+        base, novel = step()
+        rows.append([name, base, novel, harmonic_mean(base, novel)])
 
     sys.stdout = console  # train.py tees stdout into each run's log.txt; the summary goes to the console only
-    table = tabulate(rows, headers=["method", "base", "novel", "HM"], floatfmt=".2f")
-    print("\n" + table)
-    print(f"\nRuns (log.txt, results.json, config.yaml): {out / 'runs'}")
-    print(f"Demo data: {data / 'demo'}   tiny CLIP checkpoint: {student}")
+    print("\n" + tabulate(rows, headers=["method", "base", "novel", "HM"], floatfmt=".2f"))
+    print(f"\nFinished in {time.time() - start:.0f} s.")
+    print(f"Runs (log.txt, results.json, config.yaml, checkpoints): {out / 'runs'}")
+    print(f"Demo data: {demo.data / 'demo'}   tiny CLIP checkpoints: {demo.teacher_clip.parent}")
     print(
         "\nNote: the backbones here are tiny random-weight CLIPs, so the accuracies only show that the pipeline "
         "runs. For real numbers, download OpenAI's weights (python tools/download_clip.py ViT-B/16 ViT-L/14), "
-        "prepare a dataset (README) and run the scripts under scripts/."
+        "prepare a dataset (python tools/prepare_data.py --root DATA caltech101) and run the scripts under scripts/."
     )
     return 0
 

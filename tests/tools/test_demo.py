@@ -10,22 +10,34 @@ import pytest
 
 from tools import demo
 
+METHODS = ["Zero-shot CLIP", "CoOp", "PromptSRC teacher (stage 1)", "PromptKD student (stage 2)"]
+
 
 @pytest.mark.slow
-def test_demo_runs_and_prints_a_table(tmp_path, capsys):
+def test_demo_runs_every_method_and_prints_a_table(tmp_path, capsys):
     console = sys.stdout
     try:
         assert demo.main(["--out", str(tmp_path / "demo")]) == 0
     finally:
         sys.stdout = console
     out = capsys.readouterr().out
-    row = re.search(r"^Zero-shot CLIP\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*$", out, flags=re.M)
-    assert row, out[-2000:]
-    base, novel, hm = map(float, row.groups())
-    assert all(math.isfinite(v) and 0 <= v <= 100 for v in (base, novel, hm))
-    assert hm == pytest.approx(demo.harmonic_mean(base, novel), abs=0.01)
+    table = out[out.rindex("method ") :]
+    for method in METHODS:
+        row = re.search(rf"^{re.escape(method)}\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*$", table, flags=re.M)
+        assert row, f"{method} missing from\n{table}"
+        base, novel, hm = map(float, row.groups())
+        assert all(math.isfinite(v) and 0 <= v <= 100 for v in (base, novel, hm))
+        assert hm == pytest.approx(demo.harmonic_mean(base, novel), abs=0.01)
     assert "random-weight" in out
-    for subsample in ("base", "new"):
-        run = tmp_path / "demo" / "runs" / "ZeroshotCLIP" / f"test_{subsample}"
-        assert (run / "results.json").is_file() and (run / "log.txt").is_file()
-    assert (tmp_path / "demo" / "data" / "demo" / "split_demo.json").is_file()
+    runs = tmp_path / "demo" / "runs"
+    for listed in re.findall(r"^(?:Runs|Demo data)[^:]*: (\S+)", out, flags=re.M):
+        assert (tmp_path / "demo").as_posix() in listed
+    expected = [
+        runs / "ZeroshotCLIP" / "test_base" / "results.json",
+        runs / "CoOp" / "train_base" / "prompt_learner" / "model.pth.tar-10",
+        runs / "PromptSRC_teacher" / "train_base" / "VLPromptLearner" / "model.pth.tar-10",
+        runs / "PromptKD" / "seed_1" / "VLPromptLearner" / "model-best.pth.tar",
+        runs / "PromptKD" / "seed_1" / "log.txt",
+    ]
+    for path in expected:
+        assert path.is_file(), path
