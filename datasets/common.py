@@ -19,6 +19,7 @@ dataset classes pass the test split as ``val``) or ``val`` (the json ``val`` spl
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import os.path as osp
@@ -40,12 +41,12 @@ TRANSDUCTIVE_TRAINERS = ("PromptKD",)
 # split files
 
 
-def read_split(filepath: str, path_prefix: str) -> tuple[list[Datum], list[Datum], list[Datum]]:
+def read_split(filepath: str, path_prefix: str, dataset: str = "<dataset>") -> tuple[list[Datum], list[Datum], list[Datum]]:
     """Read a CoOp split json; image paths are joined to ``path_prefix``."""
     if not osp.isfile(filepath):
         raise FileNotFoundError(
             f"Split file not found: {filepath}. Every benchmark needs the CoOp split json in its dataset folder: "
-            "python tools/prepare_data.py --download <dataset> fetches it with the data."
+            f"python tools/prepare_data.py --download {dataset} fetches it with the data."
         )
     print(f"Reading split from {filepath}")
     split = read_json(filepath)
@@ -186,7 +187,8 @@ def fewshot_split(
     train.py), in the same order as upstream, so the same seed picks the same images. ``val=None`` (ImageNet)
     samples train only. An upstream ``.pkl`` cache is read only when ``read_upstream_pkl`` is set.
     """
-    mkdir_if_missing(fewshot_dir)
+    with contextlib.suppress(OSError):  # read-only dataset folder: sampling works, the cache write is skipped
+        mkdir_if_missing(fewshot_dir)
     stem = f"shot_{num_shots}-seed_{seed}"
     cache = osp.join(fewshot_dir, f"{stem}.json")
     if osp.exists(cache):
@@ -219,7 +221,11 @@ def _write_fewshot_cache(cache: str, train: list[Datum], val: list[Datum] | None
     data = {"train": datums_to_items(train, path_prefix)}
     if val is not None:
         data["val"] = datums_to_items(val, path_prefix)
-    write_json(data, cache)
+    try:
+        write_json(data, cache)
+    except OSError as err:  # e.g. a shared read-only copy of the dataset: keep the in-memory sample
+        print(f"Note: could not write the few-shot cache {cache} ({err}); the sample is used without caching")
+        return
     print(f"Saving preprocessed few-shot data to {cache}")
 
 
@@ -293,6 +299,11 @@ class BenchmarkDataset(DatasetBase):
         self.image_dir = osp.join(self.dataset_dir, self.image_dir_name)
         self.split_path = osp.join(self.dataset_dir, self.split_file) if self.split_file else ""
         self.split_fewshot_dir = osp.join(self.dataset_dir, "split_fewshot")
+        if not self.has_val and cfg.DATASET.VAL_SOURCE == "val" and cfg.TEST.FINAL_MODEL == "best_val":
+            raise ValueError(
+                f"{type(self).__name__} has no val split, so DATASET.VAL_SOURCE val cannot select models; "
+                "use DATASET.VAL_SOURCE test (upstream's choice) or TEST.FINAL_MODEL last_step."
+            )
         if not osp.isdir(self.dataset_dir):
             raise FileNotFoundError(
                 f"{type(self).__name__} not found: expected the folder {self.dataset_dir} (DATASET.ROOT = {root}). "
@@ -325,7 +336,7 @@ class BenchmarkDataset(DatasetBase):
 
     def read_data(self) -> tuple[list[Datum], list[Datum], list[Datum]]:
         """The full train / val / test lists (default: the split json)."""
-        return read_split(self.split_path, self.path_prefix)
+        return read_split(self.split_path, self.path_prefix, type(self).__name__)
 
 
 def listdir_sorted(path: str) -> list[str]:

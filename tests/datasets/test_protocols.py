@@ -169,3 +169,13 @@ def test_demo_dataset_is_byte_identical_and_split_in_halves(tmp_path):
     assert len(base.train_x) == 6 * 16 and len(base.test) == 6 * 8
     novel = build_dataset(cfg_for(tmp_path / "a", DATASET__NAME="Demo", DATASET__SUBSAMPLE_CLASSES="new"))
     assert novel.classnames == [f"{c} {s}" for c, s in DEMO_CLASSES[6:]]
+
+
+
+def test_honest_selection_needs_a_val_split(tmp_path):
+    from tests.datasets.layouts import write_layout
+
+    write_layout("imagenet", tmp_path)
+    cfg = cfg_for(tmp_path, DATASET__NAME="ImageNet", DATASET__VAL_SOURCE="val", TEST__FINAL_MODEL="best_val")
+    with pytest.raises(ValueError, match="ImageNet has no val split"):
+        build_dataset(cfg)
