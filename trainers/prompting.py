@@ -128,7 +128,7 @@ class TextPromptLearner(nn.Module):
             if init_family == "coop":
                 n_ctx = len(ctx_init.split(" "))
             with torch.no_grad():
-                embedding = embed(tokenize(ctx_init, context_length)).to(dtype)
+                embedding = embed(tokenize(ctx_init, context_length).to(embed.weight.device)).to(dtype).cpu()
             ctx_vectors = embedding[0, 1 : 1 + n_ctx, :].clone()
             prompt_prefix = ctx_init
             if csc:
@@ -145,7 +145,7 @@ class TextPromptLearner(nn.Module):
         prompts = [f"{prompt_prefix} {name}." for name in classnames]
         tokenized_prompts = tokenize(prompts, context_length)  # (n_cls, L)
         with torch.no_grad():
-            embedding = embed(tokenized_prompts).to(dtype)
+            embedding = embed(tokenized_prompts.to(embed.weight.device)).to(dtype).cpu()
         # Fixed token embeddings; rebuilt from the class names, never loaded from a checkpoint.
         self.register_buffer("token_prefix", embedding[:, :1, :], persistent=False)  # SOS
         self.register_buffer("token_suffix", embedding[:, 1 + n_ctx :, :], persistent=False)  # CLS . EOT pad
