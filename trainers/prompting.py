@@ -130,9 +130,7 @@ class TextPromptLearner(nn.Module):
             with torch.no_grad():
                 embedding = embed(tokenize(ctx_init, context_length).to(embed.weight.device)).to(dtype).cpu()
             ctx_vectors = embedding[0, 1 : 1 + n_ctx, :].clone()
-            prompt_prefix = ctx_init
-            if csc:
-                ctx_vectors = ctx_vectors.unsqueeze(0).repeat(len(classnames), 1, 1)
+            prompt_prefix = ctx_init  # as upstream, CSC only applies to random context
         else:
             shape = (len(classnames), n_ctx, ctx_dim) if csc else (n_ctx, ctx_dim)
             ctx_vectors = torch.empty(shape, dtype=dtype)

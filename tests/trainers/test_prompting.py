@@ -131,6 +131,8 @@ def test_context_init_families(tiny_clip):
     assert random_ivlp.prompts_text[0].startswith("X X X X X X X X ")
     csc = TextPromptLearner(tiny_clip, names, n_ctx=16, csc=True)
     assert csc.ctx.shape == (2, 16, 64)
+    csc_phrase = TextPromptLearner(tiny_clip, names, n_ctx=16, ctx_init="a photo of a", csc=True)
+    assert csc_phrase.ctx.shape == (4, 64)  # upstream ignores CSC when the context comes from a phrase
     assert coop.ctx.dtype == torch.float32  # fp32 master
 
 
