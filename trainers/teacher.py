@@ -92,8 +92,20 @@ def teacher_design(state: dict[str, torch.Tensor], source: str = "teacher checkp
     missing = [i for i in range(1, depth_vision) if i not in deep_vision] + [
         i for i in range(1, depth_text) if i not in text_layers
     ]
+    missing_keys = [
+        (f"image_encoder.transformer.resblocks.{i}.VPT_shallow" if upstream else f"vision_prompts.prompts.layer{i}")
+        for i in range(1, depth_vision)
+        if i not in deep_vision
+    ] + [
+        (f"text_encoder.transformer.resblocks.{i}.VPT_shallow" if upstream else f"text_prompts.prompts.layer{i}")
+        for i in range(1, depth_text)
+        if i not in text_layers
+    ]
     if missing:
-        raise TeacherCheckpointError(f"{source}: prompt layers {missing} are missing (depths {depth_vision}/{depth_text})")
+        raise TeacherCheckpointError(
+            f"{source}: prompt layers {missing} are missing (depths {depth_vision}/{depth_text}): "
+            f"no tensor {', '.join(missing_keys)}. The checkpoint is incomplete; re-export or re-train it."
+        )
     first_vision = state["image_encoder.VPT"] if upstream and has_input else state.get("vision_prompts.prompts.layer0")
     return {
         "n_ctx_text": state["prompt_learner.ctx"].shape[-2],
