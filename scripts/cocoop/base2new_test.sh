@@ -1,32 +1,11 @@
 #!/bin/bash
-# CoCoOp, base-to-novel: evaluate the model of base2new_train.sh on the novel classes
-# (SUB=base: on the base classes).
+# CoCoOp, base-to-novel: evaluate the base2new_train.sh model on the novel classes (SUB=base: base).
 #   bash scripts/cocoop/base2new_test.sh <dataset> <seed> [KEY VALUE ...]
-# Loads epoch LOADEP (env; default: OPTIM.MAX_EPOCH of the KEY VALUE args, else of the yaml).
-# Paths: DATA, OUTPUT (env).
+# CFG (env): vit_b16_c4_ep10_batch1_ctxv1
+# Protocol, output folders, LOADEP / SUB / XD_SOURCE: scripts/protocols.sh.
 set -euo pipefail
-source "$(dirname "$0")/../common.sh"
-if [ $# -lt 2 ]; then echo "usage: $0 <dataset> <seed> [KEY VALUE ...]" >&2; exit 2; fi
-DATASET=$1; SEED=$2; shift 2
-require_dataset "${DATASET}"
 TRAINER=CoCoOp
-CFG=vit_b16_c4_ep10_batch1_ctxv1
-SHOTS=16
-SUB=${SUB:-new}
-CFG_FILE="configs/trainers/${TRAINER}/${CFG}.yaml"
-# The epoch to load: $LOADEP, else the last OPTIM.MAX_EPOCH among the KEY VALUE arguments, else the yaml's.
-LOADEP=${LOADEP:-$("${PYTHON}" -c '
-import sys, yaml
-args = sys.argv[2:]
-epochs = [value for key, value in zip(args, args[1:]) if key == "OPTIM.MAX_EPOCH"]
-print(epochs[-1] if epochs else yaml.safe_load(open(sys.argv[1]))["OPTIM"]["MAX_EPOCH"])' "${CFG_FILE}" "$@")}
-COMMON_DIR="${DATASET}/shots_${SHOTS}/${TRAINER}/${CFG}/seed${SEED}"
-
-run "${PYTHON}" train.py \
-    --root "${DATA}" --seed "${SEED}" --trainer ${TRAINER} \
-    --dataset-config-file "configs/datasets/${DATASET}.yaml" \
-    --config-file "${CFG_FILE}" \
-    --output-dir "${OUTPUT}/base2new/test_${SUB}/${COMMON_DIR}" \
-    --model-dir "${OUTPUT}/base2new/train_base/${COMMON_DIR}" \
-    --load-epoch "${LOADEP}" --eval-only \
-    DATASET.NUM_SHOTS ${SHOTS} DATASET.SUBSAMPLE_CLASSES "${SUB}" "$@"
+CFG="${CFG:-vit_b16_c4_ep10_batch1_ctxv1}"
+METHOD_DIR=cocoop
+source "$(dirname "$0")/../protocols.sh"
+b2n_test "$@"

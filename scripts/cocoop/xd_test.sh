@@ -1,30 +1,11 @@
 #!/bin/bash
-# CoCoOp, cross-dataset / domain generalisation: evaluate the xd_train.sh model on all classes of <dataset>
-# (the prompt learner is rebuilt for its class names).
+# CoCoOp, cross-dataset: evaluate the xd_train.sh model on <dataset>, all classes.
 #   bash scripts/cocoop/xd_test.sh <dataset> <seed> [KEY VALUE ...]
-# Loads epoch LOADEP (env; default: OPTIM.MAX_EPOCH of the KEY VALUE args, else of the yaml); the source
-# dataset is XD_SOURCE (default imagenet). Paths: DATA, OUTPUT (env).
+# CFG (env): vit_b16_c4_ep10_batch1_ctxv1
+# Protocol, output folders, LOADEP / SUB / XD_SOURCE: scripts/protocols.sh.
 set -euo pipefail
-source "$(dirname "$0")/../common.sh"
-if [ $# -lt 2 ]; then echo "usage: $0 <dataset> <seed> [KEY VALUE ...]" >&2; exit 2; fi
-DATASET=$1; SEED=$2; shift 2
-require_dataset "${DATASET}"
-SOURCE=${XD_SOURCE:-imagenet}
 TRAINER=CoCoOp
-CFG=vit_b16_c4_ep10_batch1_ctxv1
-SHOTS=16
-CFG_FILE="configs/trainers/${TRAINER}/${CFG}.yaml"
-# The epoch to load: $LOADEP, else the last OPTIM.MAX_EPOCH among the KEY VALUE arguments, else the yaml's.
-LOADEP=${LOADEP:-$("${PYTHON}" -c '
-import sys, yaml
-args = sys.argv[2:]
-epochs = [value for key, value in zip(args, args[1:]) if key == "OPTIM.MAX_EPOCH"]
-print(epochs[-1] if epochs else yaml.safe_load(open(sys.argv[1]))["OPTIM"]["MAX_EPOCH"])' "${CFG_FILE}" "$@")}
-
-run "${PYTHON}" train.py \
-    --root "${DATA}" --seed "${SEED}" --trainer ${TRAINER} \
-    --dataset-config-file "configs/datasets/${DATASET}.yaml" \
-    --config-file "${CFG_FILE}" \
-    --output-dir "${OUTPUT}/evaluation/${TRAINER}/${CFG}_${SHOTS}shots/${DATASET}/seed${SEED}" \
-    --model-dir "${OUTPUT}/${SOURCE}/${TRAINER}/${CFG}_${SHOTS}shots/seed${SEED}" \
-    --load-epoch "${LOADEP}" --eval-only "$@"
+CFG="${CFG:-vit_b16_c4_ep10_batch1_ctxv1}"
+METHOD_DIR=cocoop
+source "$(dirname "$0")/../protocols.sh"
+xd_test "$@"

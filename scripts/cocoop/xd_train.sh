@@ -1,22 +1,11 @@
 #!/bin/bash
-# CoCoOp, cross-dataset / domain generalisation: train on 16 shots of all ImageNet classes (the source dataset
-# is XD_SOURCE, default imagenet). Evaluate with scripts/cocoop/xd_test.sh <dataset> <seed>.
+# CoCoOp, cross-dataset: train on 16 shots of all classes of ${XD_SOURCE:-imagenet}.
 #   bash scripts/cocoop/xd_train.sh <seed> [KEY VALUE ...]
-# Paths: DATA, OUTPUT (env).
+# CFG (env): vit_b16_c4_ep10_batch1_ctxv1
+# Protocol, output folders, LOADEP / SUB / XD_SOURCE: scripts/protocols.sh.
 set -euo pipefail
-source "$(dirname "$0")/../common.sh"
-if [ $# -lt 1 ]; then echo "usage: $0 <seed> [KEY VALUE ...]" >&2; exit 2; fi
-SEED=$1; shift
-SOURCE=${XD_SOURCE:-imagenet}
-require_dataset "${SOURCE}"
 TRAINER=CoCoOp
-CFG=vit_b16_c4_ep10_batch1_ctxv1
-SHOTS=16
-DIR="${OUTPUT}/${SOURCE}/${TRAINER}/${CFG}_${SHOTS}shots/seed${SEED}"
-
-run "${PYTHON}" train.py \
-    --root "${DATA}" --seed "${SEED}" --trainer ${TRAINER} \
-    --dataset-config-file "configs/datasets/${SOURCE}.yaml" \
-    --config-file "configs/trainers/${TRAINER}/${CFG}.yaml" \
-    --output-dir "${DIR}" \
-    DATASET.NUM_SHOTS ${SHOTS} "$@"
+CFG="${CFG:-vit_b16_c4_ep10_batch1_ctxv1}"
+METHOD_DIR=cocoop
+source "$(dirname "$0")/../protocols.sh"
+xd_train "$@"

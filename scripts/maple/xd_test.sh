@@ -1,36 +1,11 @@
 #!/bin/bash
-# MaPLe, cross-dataset / domain generalisation: evaluate the xd_train.sh model on all
-# classes of <dataset>.
+# MaPLe, cross-dataset: evaluate the xd_train.sh model on <dataset>, all classes.
 #   bash scripts/maple/xd_test.sh <dataset> <seed> [KEY VALUE ...]
-# XD_SOURCE (env): the source dataset of xd_train.sh (default imagenet). LOADEP (env): the checkpoint epoch;
-# default the epoch training ended at (OPTIM.MAX_EPOCH).
-# CFG (env): another configs/trainers/MaPLe/<cfg>.yaml.
+# CFG (env): vit_b16_c2_ep5_batch4_2ctx_cross_datasets (default) or vit_b16_c2_ep5_batch4_2ctx
+# Protocol, output folders, LOADEP / SUB / XD_SOURCE: scripts/protocols.sh.
 set -euo pipefail
-source "$(dirname "$0")/../common.sh"
-if [ $# -lt 2 ]; then echo "usage: $0 <dataset> <seed> [KEY VALUE ...]" >&2; exit 2; fi
-DATASET=$1; SEED=$2; shift 2
-require_dataset "${DATASET}"
-SOURCE="${XD_SOURCE:-imagenet}"
 TRAINER=MaPLe
 CFG="${CFG:-vit_b16_c2_ep5_batch4_2ctx_cross_datasets}"
-CONFIG="configs/trainers/${TRAINER}/${CFG}.yaml"
-if [ ! -f "${CONFIG}" ]; then echo "Unknown config '${CFG}': expected ${CONFIG}" >&2; exit 2; fi
-# The epoch to load: LOADEP (env), else the last OPTIM.MAX_EPOCH of the KEY VALUE arguments, else the yaml's.
-LOADEP="${LOADEP:-$("${PYTHON}" -c '
-import sys, yaml
-config, opts = sys.argv[1], sys.argv[2:]
-epochs = [value for key, value in zip(opts[::2], opts[1::2]) if key == "OPTIM.MAX_EPOCH"]
-print(epochs[-1] if epochs else yaml.safe_load(open(config))["OPTIM"]["MAX_EPOCH"])' "${CONFIG}" "$@")}"
-MODEL_DIR="${OUTPUT}/${SOURCE}/${TRAINER}/${CFG}_16shots/seed${SEED}"
-DIR="${OUTPUT}/evaluation/${TRAINER}/${CFG}_16shots/${DATASET}/seed${SEED}"
-if [ ! -d "${MODEL_DIR}" ]; then
-    echo "No trained model in ${MODEL_DIR}: run scripts/maple/xd_train.sh ${SEED} first" >&2
-    exit 1
-fi
-
-run "${PYTHON}" train.py \
-    --root "${DATA}" --seed "${SEED}" --trainer "${TRAINER}" \
-    --dataset-config-file "configs/datasets/${DATASET}.yaml" \
-    --config-file "${CONFIG}" \
-    --output-dir "${DIR}" \
-    --model-dir "${MODEL_DIR}" --load-epoch "${LOADEP}" --eval-only "$@"
+METHOD_DIR=maple
+source "$(dirname "$0")/../protocols.sh"
+xd_test "$@"

@@ -1,28 +1,11 @@
 #!/bin/bash
-# VPT-deep, cross-dataset / domain generalisation: train on all classes of the source
-# dataset (XD_SOURCE, default imagenet), 16 shots.
+# VPT-deep, cross-dataset: train on 16 shots of all classes of ${XD_SOURCE:-imagenet}.
 #   bash scripts/vpt/xd_train.sh <seed> [KEY VALUE ...]
-# Writes ${OUTPUT}/<source>/VPT/<cfg>_16shots/seed<seed>; evaluate each target with xd_test.sh.
-# There is no upstream cross-dataset config for VPT: the base-to-novel one is reused (baselines.md §4).
-# CFG (env): another configs/trainers/VPT/<cfg>.yaml.
+# CFG (env): vit_b16_c2_ep5_batch4_4
+# Protocol, output folders, LOADEP / SUB / XD_SOURCE: scripts/protocols.sh.
 set -euo pipefail
-source "$(dirname "$0")/../common.sh"
-if [ $# -lt 1 ] || ! [[ "$1" =~ ^[0-9]+$ ]]; then
-    echo "usage: $0 <seed> [KEY VALUE ...]   (the source dataset comes from XD_SOURCE, default imagenet)" >&2
-    exit 2
-fi
-SEED=$1; shift
-SOURCE="${XD_SOURCE:-imagenet}"
-require_dataset "${SOURCE}"
 TRAINER=VPT
 CFG="${CFG:-vit_b16_c2_ep5_batch4_4}"
-CONFIG="configs/trainers/${TRAINER}/${CFG}.yaml"
-if [ ! -f "${CONFIG}" ]; then echo "Unknown config '${CFG}': expected ${CONFIG}" >&2; exit 2; fi
-DIR="${OUTPUT}/${SOURCE}/${TRAINER}/${CFG}_16shots/seed${SEED}"
-
-run "${PYTHON}" train.py \
-    --root "${DATA}" --seed "${SEED}" --trainer "${TRAINER}" \
-    --dataset-config-file "configs/datasets/${SOURCE}.yaml" \
-    --config-file "${CONFIG}" \
-    --output-dir "${DIR}" \
-    DATASET.NUM_SHOTS 16 "$@"
+METHOD_DIR=vpt
+source "$(dirname "$0")/../protocols.sh"
+xd_train "$@"

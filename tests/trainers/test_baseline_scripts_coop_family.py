@@ -197,6 +197,12 @@ def test_coop_fewshot_defaults_follow_the_paper(assets, tmp_path, args, config, 
     assert argv[-2:] == ["OPTIM.MAX_EPOCH", "1"]  # the optional arguments end at the first KEY
 
 
+def _pretend_trained(out, trainer: str, cfg: str, dataset: str, seed: str = "1") -> None:
+    """The train scripts' output folders (the shared test protocol refuses to run without them)."""
+    (out / "base2new" / "train_base" / dataset / "shots_16" / trainer / cfg / f"seed{seed}").mkdir(parents=True, exist_ok=True)
+    (out / "imagenet" / trainer / f"{cfg}_16shots" / f"seed{seed}").mkdir(parents=True, exist_ok=True)
+
+
 @pytest.mark.parametrize(
     ("args", "config", "epoch"),
     [
@@ -210,6 +216,7 @@ def test_coop_fewshot_defaults_follow_the_paper(assets, tmp_path, args, config, 
     ],
 )
 def test_test_scripts_load_the_epoch_the_config_trains_for(assets, tmp_path, args, config, epoch):
+    _pretend_trained(tmp_path, "CoCoOp", "vit_b16_c4_ep10_batch1_ctxv1", "caltech101")
     _, argv = script(assets, tmp_path, *args)
     assert option(argv, "--config-file") == f"configs/trainers/{config}.yaml"
     assert option(argv, "--load-epoch") == epoch
@@ -231,6 +238,7 @@ def test_upstream_defaults_of_the_train_scripts(assets, tmp_path):
     tail = "base2new/train_base/dtd/shots_16_2.0/KgCoOp/vit_b16_ep100_ctxv1/seed1"
     assert option(argv, "--output-dir") == f"{tmp_path}/{tail}"
     assert option(argv, "TRAINER.COOP.W") == "2.0" and option(argv, "TRAINER.COOP.N_CTX") == "4"
+    _pretend_trained(tmp_path, "CoCoOp", "vit_b16_c4_ep10_batch1_ctxv1", "dtd")
     _, argv = script(assets, tmp_path, "scripts/cocoop/base2new_test.sh", "dtd", "1", SUB="base")
     assert "/base2new/test_base/dtd/" in option(argv, "--output-dir") and argv[-1] == "base"
 

@@ -1,0 +1,89 @@
+# Sourced by the per-method scripts: the base-to-novel and cross-dataset protocols, written once.
+# A method script sets TRAINER, CFG (a configs/trainers/${TRAINER}/<cfg>.yaml stem) and METHOD_DIR (its folder
+# under scripts/), then calls one of b2n_train / b2n_test / xd_train / xd_test with its own arguments.
+#   LOADEP (env)    checkpoint epoch for the *_test protocols (default: the last OPTIM.MAX_EPOCH override, else the yaml's)
+#   SUB (env)       b2n_test classes: new (default) or base
+#   XD_SOURCE (env) the cross-dataset source (default: imagenet)
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+_config() {
+    CONFIG="configs/trainers/${TRAINER}/${CFG}.yaml"
+    if [ ! -f "${CONFIG}" ]; then echo "Unknown config '${CFG}': expected ${CONFIG}" >&2; exit 2; fi
+}
+
+# The epoch to load: LOADEP (env), else the last OPTIM.MAX_EPOCH of the KEY VALUE arguments, else the yaml's.
+_load_epoch() {
+    LOADEP="${LOADEP:-$("${PYTHON}" -c '
+import sys, yaml
+config, opts = sys.argv[1], sys.argv[2:]
+epochs = [value for key, value in zip(opts[::2], opts[1::2]) if key == "OPTIM.MAX_EPOCH"]
+print(epochs[-1] if epochs else yaml.safe_load(open(config))["OPTIM"]["MAX_EPOCH"])' "${CONFIG}" "$@")}"
+}
+
+_train_py() {  # <dataset stem> <seed> <output dir> [args ...]
+    local dataset=$1 seed=$2 dir=$3
+    shift 3
+    run "${PYTHON}" train.py \
+        --root "${DATA}" --seed "${seed}" --trainer "${TRAINER}" \
+        --dataset-config-file "configs/datasets/${dataset}.yaml" \
+        --config-file "${CONFIG}" \
+        --output-dir "${dir}" "$@"
+}
+
+b2n_train() {  # <dataset> <seed> [KEY VALUE ...]: 16 shots of the base classes
+    if [ $# -lt 2 ]; then echo "usage: scripts/${METHOD_DIR}/base2new_train.sh <dataset> <seed> [KEY VALUE ...]" >&2; exit 2; fi
+    local dataset=$1 seed=$2
+    shift 2
+    require_dataset "${dataset}"
+    _config
+    _train_py "${dataset}" "${seed}" "${OUTPUT}/base2new/train_base/${dataset}/shots_16/${TRAINER}/${CFG}/seed${seed}" \
+        DATASET.NUM_SHOTS 16 DATASET.SUBSAMPLE_CLASSES base "$@"
+}
+
+b2n_test() {  # <dataset> <seed> [KEY VALUE ...]: evaluate the b2n_train model on the novel (SUB=base: base) classes
+    if [ $# -lt 2 ]; then echo "usage: scripts/${METHOD_DIR}/base2new_test.sh <dataset> <seed> [KEY VALUE ...]" >&2; exit 2; fi
+    local dataset=$1 seed=$2
+    shift 2
+    require_dataset "${dataset}"
+    _config
+    _load_epoch "$@"
+    local sub="${SUB:-new}"
+    if [ "${sub}" != new ] && [ "${sub}" != base ]; then echo "SUB must be new or base, got '${sub}'" >&2; exit 2; fi
+    local tail="${dataset}/shots_16/${TRAINER}/${CFG}/seed${seed}"
+    local model_dir="${OUTPUT}/base2new/train_base/${tail}"
+    if [ ! -d "${model_dir}" ]; then
+        echo "No trained model in ${model_dir}: run scripts/${METHOD_DIR}/base2new_train.sh ${dataset} ${seed} first" >&2
+        exit 1
+    fi
+    _train_py "${dataset}" "${seed}" "${OUTPUT}/base2new/test_${sub}/${tail}" \
+        --model-dir "${model_dir}" --load-epoch "${LOADEP}" --eval-only \
+        DATASET.NUM_SHOTS 16 DATASET.SUBSAMPLE_CLASSES "${sub}" "$@"
+}
+
+xd_train() {  # <seed> [KEY VALUE ...]: 16 shots of all classes of XD_SOURCE
+    if [ $# -lt 1 ] || ! [[ "$1" =~ ^[0-9]+$ ]]; then
+        echo "usage: scripts/${METHOD_DIR}/xd_train.sh <seed> [KEY VALUE ...]   (the source dataset comes from XD_SOURCE, default imagenet)" >&2
+        exit 2
+    fi
+    local seed=$1 source="${XD_SOURCE:-imagenet}"
+    shift
+    require_dataset "${source}"
+    _config
+    _train_py "${source}" "${seed}" "${OUTPUT}/${source}/${TRAINER}/${CFG}_16shots/seed${seed}" DATASET.NUM_SHOTS 16 "$@"
+}
+
+xd_test() {  # <dataset> <seed> [KEY VALUE ...]: evaluate the xd_train model on another dataset (all classes)
+    if [ $# -lt 2 ]; then echo "usage: scripts/${METHOD_DIR}/xd_test.sh <dataset> <seed> [KEY VALUE ...]" >&2; exit 2; fi
+    local dataset=$1 seed=$2 source="${XD_SOURCE:-imagenet}"
+    shift 2
+    require_dataset "${dataset}"
+    _config
+    _load_epoch "$@"
+    local model_dir="${OUTPUT}/${source}/${TRAINER}/${CFG}_16shots/seed${seed}"
+    if [ ! -d "${model_dir}" ]; then
+        echo "No trained model in ${model_dir}: run scripts/${METHOD_DIR}/xd_train.sh ${seed} first" >&2
+        exit 1
+    fi
+    _train_py "${dataset}" "${seed}" "${OUTPUT}/evaluation/${TRAINER}/${CFG}_16shots/${dataset}/seed${seed}" \
+        --model-dir "${model_dir}" --load-epoch "${LOADEP}" --eval-only "$@"
+}
