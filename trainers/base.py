@@ -157,8 +157,9 @@ class PromptTrainer(TrainerX):
     def load_model_state_dict(self, name: str, state_dict: dict, strict: bool = True) -> None:
         """Load trainable tensors; tokens rebuilt from class names are dropped; missing ones are an error."""
         state_dict = {k: v for k, v in state_dict.items() if k.rsplit(".", 1)[-1] not in REBUILT_KEYS}
-        expected = self._trainable_keys(name)
         own = self._models[name].state_dict()
+        state_dict = self._from_upstream_names(name, state_dict, own)
+        expected = self._trainable_keys(name)
         missing = sorted(expected - set(state_dict))
         wrong = sorted(k for k in expected & set(state_dict) if tuple(state_dict[k].shape) != tuple(own[k].shape))
         if missing or wrong:
@@ -175,6 +176,25 @@ class PromptTrainer(TrainerX):
             )
         cast = {k: v.to(own[k].dtype) for k, v in state_dict.items() if k in own}
         self._models[name].load_state_dict(cast, strict=False)
+
+    def _from_upstream_names(self, name: str, state_dict: dict, own: dict) -> dict:
+        """Rename an upstream checkpoint's trainable tensors to ours (models with ``upstream_key_map``).
+
+        Upstream files also hold the frozen backbone and, for PromptSRC, a second visual tower: those keys are
+        simply not used. Upstream's 1x1 convolutions become our Linear weights (same numbers, reshaped).
+        """
+        key_map = getattr(self._models[name], "upstream_key_map", None)
+        if key_map is None:
+            return state_dict
+        mapping = {up: ours for up, ours in key_map().items() if up != ours}
+        if not any(up in state_dict for up in mapping):
+            return state_dict
+        print(f"Reading upstream key names for {name} ({len(mapping)} tensors renamed)")
+        renamed = dict(state_dict)
+        for up, ours in mapping.items():
+            if up in renamed and ours in own:
+                renamed[ours] = renamed.pop(up).reshape(own[ours].shape)
+        return renamed
 
     def load_model(self, directory: str, epoch: int | None = None) -> None:
         """As Dassl's, through ``load_model_state_dict`` (so upstream files with extra keys load too)."""

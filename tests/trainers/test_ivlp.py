@@ -146,3 +146,32 @@ def test_shipped_configs_have_the_upstream_values(config, lr, epochs, ctx, depth
     assert ctx == (ivlp.N_CTX_TEXT, ivlp.N_CTX_VISION)
     assert depths == (ivlp.PROMPT_DEPTH_TEXT, ivlp.PROMPT_DEPTH_VISION)
     assert (ivlp.CTX_INIT, ivlp.PREC) == ("a photo of a", "fp16")
+
+
+def test_an_upstream_full_checkpoint_loads_and_a_missing_prompt_is_named(assets, tmp_path):
+    """Upstream files: Dassl dict, upstream key names, the whole backbone and token buffers alongside."""
+    from trainers.base import CheckpointMismatchError
+
+    trained = run(assets, tmp_path / "train", *depth_opts(4, 4, 3, 3))
+    ours = torch.load(tmp_path / "train" / "VLPromptLearner" / "model.pth.tar-1", weights_only=True)["state_dict"]
+    inverse = {v: k for k, v in trained.model.upstream_key_map().items()}
+    upstream = {inverse[k]: v.half() for k, v in ours.items()}
+    upstream["prompt_learner.token_prefix"] = torch.zeros(6, 1, 64)
+    upstream["image_encoder.conv1.weight"] = torch.zeros(128, 3, 16, 16)  # a frozen backbone key
+    folder = tmp_path / "upstream" / "VLPromptLearner"
+    folder.mkdir(parents=True)
+    torch.save({"state_dict": upstream, "epoch": 1, "optimizer": None, "scheduler": None}, folder / "model.pth.tar-1")
+    evaluated = run(
+        assets, tmp_path / "eval", *depth_opts(4, 4, 3, 3),
+        cli=("--eval-only", "--model-dir", str(tmp_path / "upstream"), "--load-epoch", "1"),
+    )  # fmt: skip
+    for key, value in ours.items():
+        torch.testing.assert_close(evaluated.model.state_dict()[key], value.half().float(), rtol=0, atol=0)
+
+    del upstream["text_encoder.transformer.resblocks.2.VPT_shallow"]
+    torch.save({"state_dict": upstream, "epoch": 1}, folder / "model.pth.tar-1")
+    with pytest.raises(CheckpointMismatchError, match=r"text_prompts\.prompts\.layer2"):
+        run(
+            assets, tmp_path / "eval2", *depth_opts(4, 4, 3, 3),
+            cli=("--eval-only", "--model-dir", str(tmp_path / "upstream"), "--load-epoch", "1"),
+        )  # fmt: skip
