@@ -60,6 +60,9 @@ def test_teacher_learns_and_student_agreement_rises(tmp_path):
         before = agreement(trainer)
         trainer.train()
         after = agreement(trainer)
+        trainer.set_model_mode("train")  # the teacher is not registered: it stays frozen in eval mode
+        assert not trainer.teacher.training and not trainer.teacher.model.image_encoder.training
+        assert all(p.grad is None and not p.requires_grad for p in trainer.teacher.parameters())
         base = trainer.results_summary(trainer._evaluations)["base"]["accuracy"]
     finally:
         sys.stdout = console
