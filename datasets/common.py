@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import os.path as osp
 import pickle
 from typing import Any
@@ -338,7 +337,3 @@ class BenchmarkDataset(DatasetBase):
         """The full train / val / test lists (default: the split json)."""
         return read_split(self.split_path, self.path_prefix, type(self).__name__)
 
-
-def listdir_sorted(path: str) -> list[str]:
-    """Visible entries of a folder, sorted (upstream lists some folders in file-system order; we sort)."""
-    return sorted(f for f in os.listdir(path) if not f.startswith("."))

@@ -23,9 +23,9 @@ import os.path as osp
 import time
 
 from dassl.data.datasets import DATASET_REGISTRY, Datum
-from dassl.utils import atomic_write_text, read_json
+from dassl.utils import atomic_write_text, listdir_nohidden, read_json
 
-from .common import BenchmarkDataset, datums_to_items, items_to_datums, listdir_sorted, read_classnames
+from .common import BenchmarkDataset, datums_to_items, items_to_datums, read_classnames
 
 CACHE_FILE = "preprocessed.json"
 CACHE_VERSION = 1
@@ -103,7 +103,7 @@ class ImageNet(BenchmarkDataset):
         items, counts = [], {}
         for label, wnid in enumerate(wnids):
             folder = osp.join(self.image_dir, split, wnid)
-            imnames = listdir_sorted(folder)
+            imnames = listdir_nohidden(folder, sort=True)
             counts[wnid] = len(imnames)
             items += [
                 Datum(impath=osp.join(folder, name), label=label, classname=classnames[wnid])
@@ -147,6 +147,6 @@ def _read_cache(path: str) -> dict | None:
 
 
 def _count_entries(folder: str) -> int:
-    """The number of visible entries, as ``listdir_sorted`` would list them."""
+    """The number of visible entries, as ``listdir_nohidden`` would list them."""
     with os.scandir(folder) as entries:
         return sum(1 for e in entries if not e.name.startswith("."))

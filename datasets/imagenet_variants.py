@@ -20,8 +20,9 @@ from __future__ import annotations
 import os.path as osp
 
 from dassl.data.datasets import DATASET_REGISTRY, DatasetBase, Datum
+from dassl.utils import listdir_nohidden
 
-from .common import listdir_sorted, read_classnames
+from .common import read_classnames
 
 
 class ImageNetVariant(DatasetBase):
@@ -53,7 +54,7 @@ class ImageNetVariant(DatasetBase):
         super().__init__(train_x=data, test=data)
 
     def read_data(self, classnames: dict[str, str]) -> list[Datum]:
-        wnids = [f for f in listdir_sorted(self.image_dir) if osp.isdir(osp.join(self.image_dir, f))]
+        wnids = [f for f in listdir_nohidden(self.image_dir, sort=True) if osp.isdir(osp.join(self.image_dir, f))]
         unknown = [wnid for wnid in wnids if wnid not in classnames]
         if unknown:
             raise ValueError(
@@ -75,7 +76,7 @@ class ImageNetVariant(DatasetBase):
             )
         return [
             Datum(impath=osp.join(path, name), label=label, classname=classname)
-            for name in listdir_sorted(path)
+            for name in listdir_nohidden(path, sort=True)
         ]
 
 

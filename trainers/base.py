@@ -201,15 +201,4 @@ class PromptTrainer(TrainerX):
         super().load_model(directory, epoch)
 
 
-def clip_info(clip_model: nn.Module) -> dict:
-    """Widths of a built CLIP (vision width, text width, embed dim), for building prompts."""
-    return {
-        "vision_width": clip_model.visual.conv1.weight.shape[0],
-        "text_width": clip_model.ln_final.weight.shape[0],
-        "embed_dim": clip_model.text_projection.shape[1],
-        "vision_layers": len(clip_model.visual.transformer.resblocks),
-        "text_layers": len(clip_model.transformer.resblocks),
-    }
-
-
-__all__ = ["PromptTrainer", "CheckpointMismatchError", "clip_info", "REBUILT_KEYS"]
+__all__ = ["PromptTrainer", "CheckpointMismatchError", "REBUILT_KEYS"]

@@ -18,6 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dassl.utils import load_checkpoint
+from dassl.utils.download import sha256_of_file
 
 from .prompt_models import IVLPCLIP
 
@@ -174,10 +175,7 @@ def build_teacher(clip_model: nn.Module, classnames: list[str], state: dict[str,
 
 def class_vector_cache_key(checkpoint: str, classnames: list[str], backbone: str, ctx_init: str) -> str:
     """Hash of what the class vectors depend on: teacher file content, class names, backbone, prompt text."""
-    digest = hashlib.sha256()
-    with open(checkpoint, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
+    digest = hashlib.sha256(sha256_of_file(checkpoint).encode("ascii"))
     digest.update("\n".join(classnames).encode("utf-8"))
     digest.update(f"\n{backbone}\n{ctx_init}".encode())
     return digest.hexdigest()[:24]
