@@ -2,21 +2,6 @@
 # Stage 2 of PromptKD, domain generalisation: distil the ImageNet teacher on an unlabeled ImageNet variant
 # (imagenetv2, imagenet_sketch, imagenet_a, imagenet_r: train = test = all its images, as upstream).
 #   bash scripts/promptkd/dg_train.sh <dataset> <seed> [KEY VALUE ...]
+# The cross-dataset protocol (xd_train.sh) with the output under ${OUTPUT}/dg/.
 set -euo pipefail
-source "$(dirname "$0")/../common.sh"
-if [ $# -lt 2 ]; then echo "usage: $0 <dataset> <seed> [KEY VALUE ...]" >&2; exit 2; fi
-DATASET=$1; SEED=$2; shift 2
-require_dataset "${DATASET}"
-CFG=vit_b16_c2_ep20_batch8_4+4ctx_cross_datasets
-TEACHER="${TEACHER_ROOT}/ImageNet-xd/VLPromptLearner"
-[ -d "${TEACHER_ROOT}/ImageNet-xd/VLPromptLearner_large" ] && TEACHER="${TEACHER_ROOT}/ImageNet-xd/VLPromptLearner_large"
-DIR="${OUTPUT}/dg/${DATASET}/PromptKD/${CFG}_0shots/seed${SEED}"
-
-run "${PYTHON}" train.py \
-    --root "${DATA}" --seed "${SEED}" --trainer PromptKD \
-    --dataset-config-file "configs/datasets/${DATASET}.yaml" \
-    --config-file "configs/trainers/PromptKD/${CFG}.yaml" \
-    --output-dir "${DIR}" \
-    DATASET.NUM_SHOTS 0 DATASET.SUBSAMPLE_CLASSES all TRAINER.MODAL cross \
-    TRAINER.PROMPTKD.TEMPERATURE 1.0 TRAINER.PROMPTKD.KD_WEIGHT 1000.0 \
-    TRAINER.PROMPTKD.TEACHER_CKPT "${TEACHER}" "$@"
+XD_OUTPUT_SUBDIR=dg/ exec bash "$(dirname "$0")/xd_train.sh" "$@"

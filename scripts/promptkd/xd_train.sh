@@ -2,6 +2,7 @@
 # Stage 2 of PromptKD, cross-dataset: distil the ImageNet teacher into the student on the target's unlabeled
 # train split; evaluated on the target's test split (all classes).
 #   bash scripts/promptkd/xd_train.sh <dataset> <seed> [KEY VALUE ...]
+# XD_OUTPUT_SUBDIR (env, used by dg_train.sh): a folder between ${OUTPUT} and <dataset>.
 set -euo pipefail
 source "$(dirname "$0")/../common.sh"
 if [ $# -lt 2 ]; then echo "usage: $0 <dataset> <seed> [KEY VALUE ...]" >&2; exit 2; fi
@@ -10,7 +11,7 @@ require_dataset "${DATASET}"
 CFG=vit_b16_c2_ep20_batch8_4+4ctx_cross_datasets
 TEACHER="${TEACHER_ROOT}/ImageNet-xd/VLPromptLearner"
 [ -d "${TEACHER_ROOT}/ImageNet-xd/VLPromptLearner_large" ] && TEACHER="${TEACHER_ROOT}/ImageNet-xd/VLPromptLearner_large"
-DIR="${OUTPUT}/${DATASET}/PromptKD/${CFG}_0shots/seed${SEED}"
+DIR="${OUTPUT}/${XD_OUTPUT_SUBDIR:-}${DATASET}/PromptKD/${CFG}_0shots/seed${SEED}"
 
 run "${PYTHON}" train.py \
     --root "${DATA}" --seed "${SEED}" --trainer PromptKD \
