@@ -3,6 +3,9 @@
 #   DATA    dataset root (default: ./data)
 #   OUTPUT  output root  (default: ./output)
 #   PYTHON  interpreter  (default: python)
+#   DRY_RUN=1  print the commands without running them
+#   FORCE=1    run a command even when its --output-dir holds a finished run (otherwise it is skipped, as
+#              upstream's scripts skip existing results; an unfinished run resumes from its last epoch)
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "${REPO_ROOT}" || exit 1
 DATA="${DATA:-${REPO_ROOT}/data}"
@@ -10,8 +13,25 @@ OUTPUT="${OUTPUT:-${REPO_ROOT}/output}"
 PYTHON="${PYTHON:-python}"
 
 run() {
+    local out="" previous=""
+    for arg in "$@"; do
+        if [ "${previous}" = --output-dir ]; then out="${arg}"; fi
+        previous="${arg}"
+    done
+    if [ -n "${out}" ] && [ "${FORCE:-0}" != 1 ] && finished "${out}"; then
+        echo "= finished, skipped: ${out}  (FORCE=1 runs it again)"
+        return 0
+    fi
     echo "+ $*"
+    if [ "${DRY_RUN:-0}" = 1 ]; then return 0; fi
     "$@"
+}
+
+# True when <dir>/results.json records the final test of a run
+finished() {
+    [ -f "$1/results.json" ] && "${PYTHON}" -c '
+import json, sys
+sys.exit(0 if "final" in json.load(open(sys.argv[1], encoding="utf-8")) else 1)' "$1/results.json" 2>/dev/null
 }
 
 # Where PromptSRC teachers are written and where the PromptKD student looks for them (upstream: ./teacher_model)

@@ -51,7 +51,7 @@ b2n_test() {  # <dataset> <seed> [KEY VALUE ...]: evaluate the b2n_train model o
     if [ "${sub}" != new ] && [ "${sub}" != base ]; then echo "SUB must be new or base, got '${sub}'" >&2; exit 2; fi
     local tail="${dataset}/shots_16/${TRAINER}/${CFG}/seed${seed}"
     local model_dir="${OUTPUT}/base2new/train_base/${tail}"
-    if [ ! -d "${model_dir}" ]; then
+    if [ ! -d "${model_dir}" ] && [ "${DRY_RUN:-0}" != 1 ]; then
         echo "No trained model in ${model_dir}: run scripts/${METHOD_DIR}/base2new_train.sh ${dataset} ${seed} first" >&2
         exit 1
     fi
@@ -80,7 +80,7 @@ xd_test() {  # <dataset> <seed> [KEY VALUE ...]: evaluate the xd_train model on 
     _config
     _load_epoch "$@"
     local model_dir="${OUTPUT}/${source}/${TRAINER}/${CFG}_16shots/seed${seed}"
-    if [ ! -d "${model_dir}" ]; then
+    if [ ! -d "${model_dir}" ] && [ "${DRY_RUN:-0}" != 1 ]; then
         echo "No trained model in ${model_dir}: run scripts/${METHOD_DIR}/xd_train.sh ${seed} first" >&2
         exit 1
     fi

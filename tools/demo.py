@@ -22,6 +22,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -41,7 +42,17 @@ def harmonic_mean(base: float, novel: float) -> float:
     return 2 * base * novel / (base + novel) if base + novel > 0 else 0.0
 
 
-def prepare(out: Path) -> tuple[Path, Path, Path]:
+@dataclass
+class TinyAssets:
+    """The demo dataset root and the tiny CLIP checkpoints of one work dir."""
+
+    data: Path
+    teacher_clip: Path
+    student_clip: Path
+    cache: Path  # PromptKD's class-vector cache
+
+
+def prepare(out: Path) -> TinyAssets:
     """Demo data + tiny teacher/student CLIP checkpoints under ``out`` (reused when present)."""
     data = out / "data"
     if not (data / "demo" / "split_demo.json").is_file():
@@ -55,64 +66,102 @@ def prepare(out: Path) -> tuple[Path, Path, Path]:
             print(f"Writing a tiny random-weight {kind} CLIP checkpoint to {path}")
             save_tiny_clip(make_tiny_clip(kind, image_size=IMAGE_SIZE, seed=1, **extra), path)
         paths[kind] = path
-    return data, paths["teacher"], paths["student"]
+    return TinyAssets(data, paths["teacher"], paths["student"], out / "cache")
+
+
+def common_opts(device: str = "cpu") -> list[str]:
+    return [
+        "INPUT.SIZE", f"({IMAGE_SIZE}, {IMAGE_SIZE})",
+        "DATALOADER.NUM_WORKERS", "0",
+        "USE_CUDA", "True" if device == "cuda" else "False",
+        "TRAIN.PRINT_FREQ", "1000",
+    ]  # fmt: skip
+
+
+def teacher_opts(assets: TinyAssets, epochs: int, device: str = "cpu") -> list[str]:
+    """Overrides that make a PromptSRC teacher run (stage 1) fit the tiny ViT-L/14-shaped checkpoint."""
+    return [
+        *common_opts(device), "OPTIM.MAX_EPOCH", str(epochs), "MODEL.BACKBONE.PATH", str(assets.teacher_clip),
+        "TRAINER.PROMPTSRC.PREC", "fp32", "TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT", "3",
+        "TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION", "3", "TRAINER.PROMPTSRC.GPA_MEAN", str(max(1, epochs - 1)),
+        "TRAINER.PROMPTSRC.GPA_STD", "1",
+    ]  # fmt: skip
+
+
+def student_opts(assets: TinyAssets, epochs: int, device: str = "cpu") -> list[str]:
+    """Overrides that make any ViT-B/16 method (baselines, the PromptKD student) fit the tiny checkpoints.
+
+    Prompt depths are cut to the tiny towers (3 vision, 2 text layers) and every method runs in fp32.
+    """
+    return [
+        *common_opts(device), "OPTIM.MAX_EPOCH", str(epochs), "MODEL.BACKBONE.PATH", str(assets.student_clip),
+        "TRAINER.COOP.PREC", "fp32", "TRAINER.COCOOP.PREC", "fp32", "TRAINER.MAPLE.PREC", "fp32",
+        "TRAINER.IVLP.PREC", "fp32", "TRAINER.VPT.PREC", "fp32", "TRAINER.PROMPTSRC.PREC", "fp32",
+        "TRAINER.PROMPTKD.PREC", "fp32", "TRAINER.MAPLE.PROMPT_DEPTH", "2",
+        "TRAINER.IVLP.PROMPT_DEPTH_TEXT", "2", "TRAINER.IVLP.PROMPT_DEPTH_VISION", "2",
+        "TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT", "2", "TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION", "2",
+        "TRAINER.PROMPTSRC.GPA_MEAN", str(max(1, epochs - 1)), "TRAINER.PROMPTSRC.GPA_STD", "1",
+        "TRAINER.PROMPTKD.PROMPT_DEPTH_VISION", "3",
+        "TRAINER.PROMPTKD.TEACHER_BACKBONE_PATH", str(assets.teacher_clip),
+        "TRAINER.PROMPTKD.CLASS_VECTOR_CACHE", str(assets.cache),
+    ]  # fmt: skip
 
 
 class Demo:
     def __init__(self, out: Path, device: str, epochs: int) -> None:
         self.out = out
         self.epochs = epochs
-        self.data, self.teacher_clip, self.student_clip = prepare(out)
-        self.common = [
-            "INPUT.SIZE", f"({IMAGE_SIZE}, {IMAGE_SIZE})",
-            "DATALOADER.NUM_WORKERS", "0",
-            "USE_CUDA", "True" if device == "cuda" else "False",
-            "TRAIN.PRINT_FREQ", "1000",
-        ]  # fmt: skip
+        self.device = device
+        self.assets = prepare(out)
 
     def run(self, trainer: str, config: str, out: str, *opts: str, flags: tuple[str, ...] = ()) -> dict:
         """``train.py`` in-process; returns the run's results.json."""
         argv = [
-            "--root", str(self.data), "--seed", "1", "--trainer", trainer,
+            "--root", str(self.assets.data), "--seed", "1", "--trainer", trainer,
             "--dataset-config-file", str(CONFIGS / "datasets" / "demo.yaml"),
             "--config-file", str(CONFIGS / "trainers" / config),
-            "--output-dir", str(self.out / "runs" / out), *flags, *self.common, *opts,
+            "--output-dir", str(self.out / "runs" / out), *flags, *opts,
         ]  # fmt: skip
         trainer_obj = train.run(train.build_parser().parse_args(argv))
         with open(Path(trainer_obj.output_dir) / "results.json", encoding="utf-8") as f:
             return json.load(f)
 
     def zero_shot(self) -> tuple[float, float]:
+        opts = student_opts(self.assets, self.epochs, self.device)
         acc = [
-            self.run("ZeroshotCLIP", "CoOp/vit_b16.yaml", f"ZeroshotCLIP/test_{sub}", "MODEL.BACKBONE.PATH",
-                     str(self.student_clip), "DATASET.SUBSAMPLE_CLASSES", sub, flags=("--eval-only",))["final"]["accuracy"]
+            self.run("ZeroshotCLIP", "CoOp/vit_b16.yaml", f"ZeroshotCLIP/test_{sub}", *opts,
+                     "DATASET.SUBSAMPLE_CLASSES", sub, flags=("--eval-only",))["final"]["accuracy"]
             for sub in ("base", "new")
         ]  # fmt: skip
         return acc[0], acc[1]
 
-    def base_to_novel(self, trainer: str, config: str, name: str, *opts: str) -> tuple[float, float]:
+    def base_to_novel(self, trainer: str, config: str, name: str, opts: list[str]) -> tuple[float, float]:
         """Train on 16 shots of the base classes, then evaluate the saved model on the novel classes."""
         train_dir = f"{name}/train_base"
-        base = self.run(
-            trainer, config, train_dir, "DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "base",
-            "OPTIM.MAX_EPOCH", str(self.epochs), *opts,
-        )["final"]["accuracy"]  # fmt: skip
+        shots = ("DATASET.NUM_SHOTS", "16")
+        base = self.run(trainer, config, train_dir, *opts, *shots, "DATASET.SUBSAMPLE_CLASSES", "base")
         novel = self.run(
-            trainer, config, f"{name}/test_new", "DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "new",
-            "OPTIM.MAX_EPOCH", str(self.epochs), *opts,
+            trainer, config, f"{name}/test_new", *opts, *shots, "DATASET.SUBSAMPLE_CLASSES", "new",
             flags=("--eval-only", "--model-dir", str(self.out / "runs" / train_dir), "--load-epoch", str(self.epochs)),
-        )["final"]["accuracy"]  # fmt: skip
-        return base, novel
+        )  # fmt: skip
+        return base["final"]["accuracy"], novel["final"]["accuracy"]
+
+    def coop(self) -> tuple[float, float]:
+        opts = [*student_opts(self.assets, self.epochs, self.device), "TRAINER.COOP.CTX_INIT", "a photo of a",
+                "OPTIM.LR", "0.02"]  # fmt: skip
+        return self.base_to_novel("CoOp", "CoOp/vit_b16.yaml", "CoOp", opts)
+
+    def teacher(self) -> tuple[float, float]:
+        opts = teacher_opts(self.assets, self.epochs, self.device)
+        return self.base_to_novel("PromptSRC", "PromptSRC/vit_l14_c2_ep20_batch8_4+4ctx.yaml", "PromptSRC_teacher", opts)
 
     def promptkd(self) -> tuple[float, float]:
         teacher_dir = self.out / "runs" / "PromptSRC_teacher" / "train_base" / "VLPromptLearner"
         results = self.run(
             "PromptKD", "PromptKD/vit_b16_c2_ep20_batch8_4+4ctx.yaml", "PromptKD/seed_1",
-            "DATASET.NUM_SHOTS", "0", "TRAINER.MODAL", "base2novel", "OPTIM.MAX_EPOCH", str(self.epochs),
-            "MODEL.BACKBONE.PATH", str(self.student_clip), "TRAINER.PROMPTKD.TEACHER_BACKBONE_PATH", str(self.teacher_clip),
-            "TRAINER.PROMPTKD.TEACHER_CKPT", str(teacher_dir), "TRAINER.PROMPTKD.PROMPT_DEPTH_VISION", "3",
-            "TRAINER.PROMPTKD.PREC", "fp32", "TRAINER.PROMPTKD.KD_WEIGHT", "1000.0",
-            "TRAINER.PROMPTKD.CLASS_VECTOR_CACHE", str(self.out / "cache"),
+            *student_opts(self.assets, self.epochs, self.device), "DATASET.NUM_SHOTS", "0",
+            "TRAINER.MODAL", "base2novel", "TRAINER.PROMPTKD.TEACHER_CKPT", str(teacher_dir),
+            "TRAINER.PROMPTKD.KD_WEIGHT", "1000.0",
         )  # fmt: skip
         return results["base"]["accuracy"], results["novel"]["accuracy"]
 
@@ -132,16 +181,10 @@ def main(argv: list[str] | None = None) -> int:
 
     steps = [
         ("Zero-shot CLIP", demo.zero_shot),
-        ("CoOp", lambda: demo.base_to_novel(
-            "CoOp", "CoOp/vit_b16.yaml", "CoOp", "MODEL.BACKBONE.PATH", str(demo.student_clip),
-            "TRAINER.COOP.CTX_INIT", "a photo of a", "TRAINER.COOP.PREC", "fp32", "OPTIM.LR", "0.02")),
-        ("PromptSRC teacher (stage 1)", lambda: demo.base_to_novel(
-            "PromptSRC", "PromptSRC/vit_l14_c2_ep20_batch8_4+4ctx.yaml", "PromptSRC_teacher",
-            "MODEL.BACKBONE.PATH", str(demo.teacher_clip), "TRAINER.PROMPTSRC.PREC", "fp32",
-            "TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT", "3", "TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION", "3",
-            "TRAINER.PROMPTSRC.GPA_MEAN", str(max(1, args.epochs - 1)), "TRAINER.PROMPTSRC.GPA_STD", "1")),
+        ("CoOp", demo.coop),
+        ("PromptSRC teacher (stage 1)", demo.teacher),
         ("PromptKD student (stage 2)", demo.promptkd),
-    ]  # fmt: skip
+    ]
     rows = []
     for name, step in steps:
         sys.stdout = console
@@ -153,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + tabulate(rows, headers=["method", "base", "novel", "HM"], floatfmt=".2f"))
     print(f"\nFinished in {time.time() - start:.0f} s.")
     print(f"Runs (log.txt, results.json, config.yaml, checkpoints): {out / 'runs'}")
-    print(f"Demo data: {demo.data / 'demo'}   tiny CLIP checkpoints: {demo.teacher_clip.parent}")
+    print(f"Demo data: {demo.assets.data / 'demo'}   tiny CLIP checkpoints: {demo.assets.teacher_clip.parent}")
     print(
         "\nNote: the backbones here are tiny random-weight CLIPs, so the accuracies only show that the pipeline "
         "runs. For real numbers, download OpenAI's weights (python tools/download_clip.py ViT-B/16 ViT-L/14), "

@@ -455,7 +455,8 @@ def collect(root: Path | str, seeds: list[int] | None = None) -> list[Experiment
                 if protocol == "base2novel" and entry.novel is None and entry.base is not None:
                     result.missing.append(f"{label}novel accuracy (no finished test_new/ run)")
             present = {s for s in by_dataset[dataset] if s is not None}
-            result.missing.extend(f"seed {s}" for s in sorted(expected - present) if present or seeds)
+            if None not in by_dataset[dataset]:  # runs without a seed (zero-shot) miss no seed
+                result.missing.extend(f"seed {s}" for s in sorted(expected - present))
             datasets.append(result)
         described = [run for run, _ in runs if run.trainer] or [runs[0][0]]  # a killed log may lack its config
         first = described[0]

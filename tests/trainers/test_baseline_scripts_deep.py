@@ -1,4 +1,4 @@
-"""The MaPLe, IVLP and VPT run scripts on the demo data: base-to-novel train -> test on the novel classes from the
+"""The MaPLe, IVLP, VPT and PromptSRC (ViT-B/16 baseline) run scripts on the demo data: base-to-novel train -> test on the novel classes from the
 train script's checkpoint, cross-dataset train -> evaluate, in the upstream output scheme.
 
 Every script runs for real in bash. ``PYTHON`` is a stand-in interpreter that records the ``train.py`` command
@@ -36,6 +36,9 @@ METHODS = {
              ["TRAINER.IVLP.PROMPT_DEPTH_TEXT", "TRAINER.IVLP.PROMPT_DEPTH_VISION"]),
     "vpt": ("VPT", "prompt_learner", "vit_b16_c2_ep5_batch4_4", "vit_b16_c2_ep5_batch4_4",
             ["TRAINER.VPT.PROMPT_DEPTH_VISION"]),
+    "promptsrc": ("PromptSRC", "VLPromptLearner", "vit_b16_c2_ep20_batch4_4+4ctx",
+                  "vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets",
+                  ["TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT", "TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION"]),
 }  # fmt: skip
 
 
@@ -69,6 +72,8 @@ def tiny_opts(assets, method: str) -> list[str]:
     ]  # fmt: skip
     for key in depth_keys:
         opts += [key, "3"]
+    if method == "promptsrc":  # Gaussian prompt aggregation over the one epoch
+        opts += ["TRAINER.PROMPTSRC.GPA_MEAN", "1", "TRAINER.PROMPTSRC.GPA_STD", "1"]
     return opts
 
 

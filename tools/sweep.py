@@ -1,0 +1,180 @@
+"""Run method × datasets × seeds through the per-run scripts, then print the result table.
+
+    python tools/sweep.py --methods promptkd coop --datasets caltech101 dtd --seeds 1 2 3
+    python tools/sweep.py --methods promptkd --datasets all --dry-run          # print the commands only
+    bash scripts/sweep.sh ...                                                   # the same
+
+Each run is one call of ``scripts/<method>/<protocol script>.sh`` (the scripts a person would type), so the
+output folders, per-dataset settings and paths (``DATA``, ``OUTPUT``, ``TEACHER_ROOT``) are the scripts' own.
+A run whose folder holds a finished ``results.json`` is skipped; an unfinished one resumes from its last epoch
+(the engine's ``model-last.pth.tar``). PromptKD's teacher (PromptSRC ViT-L/14) runs once per dataset (once for
+cross-dataset / DG: the ImageNet teacher) before its students; a student whose teacher failed is not started.
+Failures do not stop the sweep; they are listed at the end and the exit status is 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tools import paper_numbers, parse_results  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = REPO_ROOT / "scripts"
+METHODS = ("zsclip", "coop", "cocoop", "kgcoop", "maple", "ivlp", "vpt", "promptsrc", "promptkd")
+PROTOCOLS = ("base2new", "xd", "dg", "fewshot")
+DATASET_SETS = {
+    "base2new": "imagenet caltech101 oxford_pets stanford_cars oxford_flowers food101 fgvc_aircraft sun397 dtd eurosat ucf101",
+    "xd": "caltech101 oxford_pets stanford_cars oxford_flowers food101 fgvc_aircraft sun397 dtd eurosat ucf101",
+    "dg": "imagenetv2 imagenet_sketch imagenet_a imagenet_r",
+}
+DATASET_SETS["fewshot"] = DATASET_SETS["base2new"]
+assert len(DATASET_SETS["base2new"].split()) == len(paper_numbers.BASE_TO_NOVEL_DATASETS)
+
+
+@dataclass
+class Step:
+    """One script call; ``needs`` names the step (a teacher) that must have succeeded first."""
+
+    script: str  # relative to scripts/
+    args: list[str]
+    teacher: bool = False
+    needs: str | None = None
+    key: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.key = " ".join([self.script, *self.args])
+
+    def command(self, opts: list[str]) -> list[str]:
+        return ["bash", f"scripts/{self.script}", *self.args, *opts]
+
+
+def plan(methods: list[str], protocol: str, datasets: list[str], seeds: list[int]) -> list[Step]:
+    """The script calls of a sweep, in order: teachers before their students, each train before its test."""
+    steps: list[Step] = []
+    for method in methods:
+        if method == "promptkd":
+            if protocol == "base2new":
+                for dataset in datasets:
+                    teacher = Step("promptsrc/base2new_train_teacher.sh", [dataset], teacher=True)
+                    steps.append(teacher)
+                    steps += [Step("promptkd/base2new_train.sh", [dataset, str(s)], needs=teacher.key) for s in seeds]
+            elif protocol in ("xd", "dg"):
+                teacher = Step("promptsrc/xd_train_teacher.sh", [], teacher=True)
+                steps.append(teacher)
+                script = "promptkd/xd_train.sh" if protocol == "xd" else "promptkd/dg_train.sh"
+                steps += [Step(script, [d, str(s)], needs=teacher.key) for d in datasets for s in seeds]
+            else:
+                raise ValueError("PromptKD has no few-shot protocol (its student trains on unlabeled images)")
+        elif method == "zsclip":
+            if protocol == "base2new":
+                steps += [Step("zsclip/base2new.sh", [d]) for d in datasets]
+            elif protocol in ("xd", "dg"):
+                steps += [Step("zsclip/zeroshot.sh", [d]) for d in datasets]
+            else:
+                raise ValueError("zero-shot CLIP has no few-shot protocol; use --protocol base2new, xd or dg")
+        elif protocol == "base2new":
+            for dataset in datasets:
+                for seed in seeds:
+                    train = Step(f"{method}/base2new_train.sh", [dataset, str(seed)])
+                    steps += [train, Step(f"{method}/base2new_test.sh", [dataset, str(seed)], needs=train.key)]
+        elif protocol in ("xd", "dg"):
+            for seed in seeds:
+                train = Step(f"{method}/xd_train.sh", [str(seed)])
+                steps.append(train)
+                steps += [Step(f"{method}/xd_test.sh", [d, str(seed)], needs=train.key) for d in datasets]
+        elif method == "coop":
+            steps += [Step("coop/fewshot.sh", [d, str(s)]) for d in datasets for s in seeds]
+        else:
+            raise ValueError(f"{method} has no few-shot script (only coop: scripts/coop/fewshot.sh)")
+    for step in steps:
+        if not (SCRIPTS / step.script).is_file():
+            raise ValueError(f"{method}: scripts/{step.script} does not exist")
+    return steps
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--methods", nargs="+", required=True, choices=METHODS, metavar="METHOD",
+                        help=f"one or more of: {' '.join(METHODS)}")  # fmt: skip
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="base2new", help="default: base2new")
+    parser.add_argument("--datasets", nargs="+", required=True,
+                        help="configs/datasets stems (caltech101 ...) or 'all' (the protocol's benchmark list)")  # fmt: skip
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3], help="default: 1 2 3")
+    parser.add_argument("--opts", nargs="*", default=[], metavar="KEY VALUE",
+                        help="config overrides appended to every student / method run")  # fmt: skip
+    parser.add_argument("--teacher-opts", nargs="*", default=[], metavar="KEY VALUE",
+                        help="config overrides appended to every teacher run")  # fmt: skip
+    parser.add_argument("--data", help="dataset root (default: $DATA, else ./data)")
+    parser.add_argument("--output", help="output root (default: $OUTPUT, else ./output)")
+    parser.add_argument("--teacher-root", help="teacher folder (default: $TEACHER_ROOT, else ./teacher_model)")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands (and what would be skipped)")
+    parser.add_argument("--force", action="store_true", help="run finished runs again (FORCE=1 for the scripts)")
+    parser.add_argument("--format", choices=parse_results.FORMATS, default="table", help="the final table's format")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    datasets = DATASET_SETS[args.protocol].split() if args.datasets == ["all"] else args.datasets
+    unknown = [d for d in datasets if not (REPO_ROOT / "configs" / "datasets" / f"{d}.yaml").is_file()]
+    if unknown:
+        print(f"Error: unknown dataset(s) {', '.join(unknown)}: expected configs/datasets/<name>.yaml", file=sys.stderr)
+        return 2
+    for opts in (args.opts, args.teacher_opts):
+        if len(opts) % 2:
+            print(f"Error: overrides come in KEY VALUE pairs, got an odd number: {' '.join(opts)}", file=sys.stderr)
+            return 2
+    try:
+        steps = plan(args.methods, args.protocol, datasets, args.seeds)
+    except ValueError as err:
+        print(f"Error: {err}", file=sys.stderr)
+        return 2
+
+    env = dict(os.environ)
+    for name, value in (("DATA", args.data), ("OUTPUT", args.output), ("TEACHER_ROOT", args.teacher_root)):
+        if value:
+            env[name] = str(Path(value).resolve())
+    env.setdefault("PYTHON", sys.executable)
+    if args.dry_run:
+        env["DRY_RUN"] = "1"
+    if args.force:
+        env["FORCE"] = "1"
+    output = Path(env.get("OUTPUT", REPO_ROOT / "output"))
+
+    failed: list[str] = []
+    start = time.time()
+    for index, step in enumerate(steps, start=1):
+        command = step.command(args.teacher_opts if step.teacher else args.opts)
+        print(f"\n[{index}/{len(steps)}] {shlex.join(command)}", flush=True)
+        if step.needs in failed:
+            print(f"  not started: it needs {step.needs}, which failed", flush=True)
+            failed.append(step.key)
+            continue
+        result = subprocess.run(command, cwd=REPO_ROOT, env=env, check=False)
+        if result.returncode != 0:
+            print(f"  FAILED (exit status {result.returncode})", flush=True)
+            failed.append(step.key)
+
+    print(f"\nSweep: {len(steps)} script calls, {len(failed)} failed, {time.time() - start:.0f} s.")
+    for key in failed:
+        print(f"  failed: {key}")
+    if args.dry_run:
+        return 0
+    print(f"\nResults under {output}:\n")
+    root = output / "base2new" if args.protocol == "base2new" else output
+    if root.is_dir():
+        parse_results.main([str(root), "--seeds", *map(str, args.seeds), "--format", args.format])
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
