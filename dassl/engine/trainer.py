@@ -553,7 +553,9 @@ class TrainerX(SimpleTrainer):
         self.num_batches = len(self.train_loader_x)
 
         end = time.time()
+        progress = self._progress_bar(self.num_batches)
         for self.batch_idx, batch in enumerate(self.train_loader_x):  # noqa: B020
+            progress.update()
             data_time.update(time.time() - end)
             loss_summary = self.forward_backward(batch)
             batch_time.update(time.time() - end)
@@ -570,6 +572,11 @@ class TrainerX(SimpleTrainer):
             self.write_scalar("train/lr", self.get_current_lr(), n_iter)
 
             end = time.time()
+        progress.close()
+
+    def _progress_bar(self, total: int) -> tqdm:
+        """A transient bar on stderr in an interactive terminal (off otherwise: log.txt keeps the text lines)."""
+        return tqdm(total=total, desc=f"epoch {self.epoch + 1}/{self.max_epoch}", leave=False, disable=None)
 
     def _print_progress(self, losses: MetricMeter, batch_time: AverageMeter, data_time: AverageMeter) -> None:
         nb_remain = 0
@@ -622,7 +629,9 @@ class TrainerXU(TrainerX):
         train_loader_u_iter = iter(self.train_loader_u)
 
         end = time.time()
+        progress = self._progress_bar(self.num_batches)
         for self.batch_idx in range(self.num_batches):  # noqa: B020
+            progress.update()
             try:
                 batch_x = next(train_loader_x_iter)
             except StopIteration:
@@ -649,6 +658,7 @@ class TrainerXU(TrainerX):
                 self.write_scalar("train/" + name, meter.avg, n_iter)
             self.write_scalar("train/lr", self.get_current_lr(), n_iter)
             end = time.time()
+        progress.close()
 
     def parse_batch_train(self, batch_x, batch_u):
         input_x = batch_x["img"].to(self.device)
