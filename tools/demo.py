@@ -11,9 +11,10 @@ real entry point (``train.py``'s code path, the same one the scripts use):
   3. stage 1, the PromptSRC teacher on 16 shots of the base classes, evaluated on base and novel;
   4. stage 2, the PromptKD student distilled from that teacher on the unlabeled train images of all classes;
 
-and prints base / novel / HM per method. The backbones are tiny RANDOM-weight models, so the numbers only show
+and prints base / novel / HM per method, where the runs and checkpoints are, and writes a bar chart and the
+training curves (``results.png``, ``training_curves.png``; needs matplotlib). The backbones are tiny RANDOM-weight models, so the numbers only show
 that the pipeline works. With real weights (``python tools/download_clip.py ViT-B/16 ViT-L/14``) and real data
-(README, "Datasets") the scripts under ``scripts/`` run the papers' protocols.
+(README, "Preparing the datasets") the scripts under ``scripts/`` run the papers' protocols.
 """
 
 from __future__ import annotations
@@ -155,6 +156,12 @@ class Demo:
         opts = teacher_opts(self.assets, self.epochs, self.device)
         return self.base_to_novel("PromptSRC", "PromptSRC/vit_l14_c2_ep20_batch8_4+4ctx.yaml", "PromptSRC_teacher", opts)
 
+    def teacher_checkpoint(self) -> Path:
+        return self.out / "runs" / "PromptSRC_teacher" / "train_base" / "VLPromptLearner" / f"model.pth.tar-{self.epochs}"
+
+    def student_checkpoint(self) -> Path:
+        return self.out / "runs" / "PromptKD" / "seed_1" / "VLPromptLearner" / "model-best.pth.tar"
+
     def promptkd(self) -> tuple[float, float]:
         teacher_dir = self.out / "runs" / "PromptSRC_teacher" / "train_base" / "VLPromptLearner"
         results = self.run(
@@ -164,6 +171,21 @@ class Demo:
             "TRAINER.PROMPTKD.KD_WEIGHT", "1000.0",
         )  # fmt: skip
         return results["base"]["accuracy"], results["novel"]["accuracy"]
+
+
+def write_plots(out: Path) -> list[str]:
+    """The bar chart and training curves of the demo runs (lines to print), or how to get them."""
+    try:
+        from tools import plot_results
+
+        bars = plot_results.plot_bars(plot_results.load_experiments([out / "runs"]), out / "results.png")
+        curves = plot_results.plot_curves(out / "runs", out / "training_curves.png")
+    except plot_results.MatplotlibMissing:
+        return ["Plots: matplotlib is not installed (pip install matplotlib), so no PNG was written."]
+    lines = [f"Plot of base / novel / HM: {bars}"]
+    if curves is not None:
+        lines.append(f"Training curves: {curves}")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,6 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + tabulate(rows, headers=["method", "base", "novel", "HM"], floatfmt=".2f"))
     print(f"\nFinished in {time.time() - start:.0f} s.")
     print(f"Runs (log.txt, results.json, config.yaml, checkpoints): {out / 'runs'}")
+    print(f"Checkpoints of the teacher and the student: {demo.teacher_checkpoint()}, {demo.student_checkpoint()}")
+    print(f"All runs as a table (seeds, selection rule, CSV/JSON): python tools/parse_results.py {out / 'runs'}")
+    for line in write_plots(out):
+        print(line)
     print(f"Demo data: {demo.assets.data / 'demo'}   tiny CLIP checkpoints: {demo.assets.teacher_clip.parent}")
     print(
         "\nNote: the backbones here are tiny random-weight CLIPs, so the accuracies only show that the pipeline "

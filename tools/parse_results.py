@@ -414,7 +414,7 @@ def _experiment_key(run: Run, root: Path, names: dict[str, str]) -> tuple[str, s
             dataset_removed = True
             continue
         kept.append(part)
-    return "/".join(kept) or ".", phase
+    return "/".join(kept) or root.name, phase
 
 
 def collect(root: Path | str, seeds: list[int] | None = None) -> list[Experiment]:

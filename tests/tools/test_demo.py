@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -30,8 +31,12 @@ def test_demo_runs_every_method_and_prints_a_table(tmp_path, capsys):
         assert hm == pytest.approx(demo.harmonic_mean(base, novel), abs=0.01)
     assert "random-weight" in out
     runs = tmp_path / "demo" / "runs"
-    for listed in re.findall(r"^(?:Runs|Demo data)[^:]*: (\S+)", out, flags=re.M):
-        assert (tmp_path / "demo").as_posix() in listed
+    listed = re.findall(r"^(?:Runs|Demo data|Checkpoints|Plot|Training curves)[^:]*: (.+)$", out, flags=re.M)
+    paths = [Path(p.strip()) for line in listed for p in re.split(r",\s+|\s{2,}\S[^:]*:\s+", line)]
+    assert len(paths) == 7, listed  # runs, data, clip dir, 2 checkpoints, plot, curves
+    for path in paths:
+        assert path.exists() and (tmp_path / "demo") in path.parents, path
+    assert (tmp_path / "demo" / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     expected = [
         runs / "ZeroshotCLIP" / "test_base" / "results.json",
         runs / "CoOp" / "train_base" / "prompt_learner" / "model.pth.tar-10",
