@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tools import paper_numbers, parse_results  # noqa: E402
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+# The checkout this file was invoked from (not resolved: a symlinked copy runs its own scripts/ and output/)
+REPO_ROOT = Path(os.path.abspath(__file__)).parents[1]
 SCRIPTS = REPO_ROOT / "scripts"
 METHODS = ("zsclip", "coop", "cocoop", "kgcoop", "maple", "ivlp", "vpt", "promptsrc", "promptkd")
 PROTOCOLS = ("base2new", "xd", "dg", "fewshot")

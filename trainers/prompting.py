@@ -24,6 +24,7 @@ from contextlib import contextmanager
 import open_clip
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 __all__ = [
@@ -46,6 +47,18 @@ def tokenize(texts: str | Sequence[str], context_length: int = 77) -> torch.Tens
 
 # ----------------------------------------------------------------------------------------------------------
 # text tower over embeddings
+
+
+CLASS_PROMPT = "a photo of a {}."
+
+
+@torch.no_grad()
+def class_text_features(clip_model: nn.Module, classnames: list[str], prompt: str = CLASS_PROMPT) -> torch.Tensor:
+    """The frozen CLIP's L2-normalised text features of ``prompt`` per class (n_cls, embed_dim): a fixed
+    classifier for methods that train only the image side (VPT, adapters)."""
+    device = clip_model.logit_scale.device
+    tokens = tokenize([prompt.format(name.replace("_", " ")) for name in classnames]).to(device)
+    return F.normalize(clip_model.encode_text(tokens), dim=-1)
 
 
 class TextEncoder(nn.Module):

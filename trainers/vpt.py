@@ -26,17 +26,7 @@ from dassl.engine import TRAINER_REGISTRY
 from dassl.metrics import compute_accuracy
 
 from .base import PromptTrainer
-from .prompting import DeepPrompts, VisionPromptHooks, freeze_all_but, tokenize
-
-CLASS_PROMPT = "a photo of a {}."
-
-
-@torch.no_grad()
-def class_text_features(clip_model: nn.Module, classnames: list[str]) -> torch.Tensor:
-    """The frozen CLIP's L2-normalised features of "a photo of a {class}." (n_cls, embed_dim)."""
-    device = clip_model.logit_scale.device
-    tokens = tokenize([CLASS_PROMPT.format(name.replace("_", " ")) for name in classnames]).to(device)
-    return F.normalize(clip_model.encode_text(tokens), dim=-1)
+from .prompting import CLASS_PROMPT, DeepPrompts, VisionPromptHooks, class_text_features, freeze_all_but
 
 
 class VPTCLIP(nn.Module):
