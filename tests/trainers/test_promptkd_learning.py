@@ -12,7 +12,7 @@ import train
 from dassl.engine import build_trainer
 from dassl.utils import set_random_seed
 from tests.conftest import REPO_ROOT
-from tools.demo import Demo
+from tools.demo import Demo, common_opts
 
 N_CLASSES = 12
 
@@ -37,21 +37,17 @@ def test_teacher_learns_and_student_agreement_rises(tmp_path):
     console = sys.stdout
     try:
         demo = Demo(tmp_path, "cpu", epochs=4)
-        teacher_base, _ = demo.base_to_novel(
-            "PromptSRC", "PromptSRC/vit_l14_c2_ep20_batch8_4+4ctx.yaml", "teacher",
-            "MODEL.BACKBONE.PATH", str(demo.teacher_clip), "TRAINER.PROMPTSRC.PREC", "fp32",
-            "TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT", "3", "TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION", "3",
-            "TRAINER.PROMPTSRC.GPA_MEAN", "3", "TRAINER.PROMPTSRC.GPA_STD", "1",
-        )  # fmt: skip
+        teacher_base, _ = demo.teacher()  # PromptSRC on 16 shots of the base classes, 4 epochs
+        assets = demo.assets
         argv = [
-            "--root", str(demo.data), "--seed", "1", "--trainer", "PromptKD",
+            "--root", str(assets.data), "--seed", "1", "--trainer", "PromptKD",
             "--dataset-config-file", str(REPO_ROOT / "configs/datasets/demo.yaml"),
             "--config-file", str(REPO_ROOT / "configs/trainers/PromptKD/vit_b16_c2_ep20_batch8_4+4ctx.yaml"),
             "--output-dir", str(tmp_path / "student"), "DATASET.NUM_SHOTS", "0", "OPTIM.MAX_EPOCH", "10",
-            "MODEL.BACKBONE.PATH", str(demo.student_clip), "TRAINER.PROMPTKD.TEACHER_BACKBONE_PATH", str(demo.teacher_clip),
-            "TRAINER.PROMPTKD.TEACHER_CKPT", str(tmp_path / "runs" / "teacher" / "train_base" / "VLPromptLearner"),
+            "MODEL.BACKBONE.PATH", str(assets.student_clip), "TRAINER.PROMPTKD.TEACHER_BACKBONE_PATH", str(assets.teacher_clip),
+            "TRAINER.PROMPTKD.TEACHER_CKPT", str(tmp_path / "runs" / "PromptSRC_teacher" / "train_base" / "VLPromptLearner"),
             "TRAINER.PROMPTKD.PROMPT_DEPTH_VISION", "3", "TRAINER.PROMPTKD.PREC", "fp32",
-            "TRAINER.PROMPTKD.CLASS_VECTOR_CACHE", str(tmp_path / "cache"), *demo.common,
+            "TRAINER.PROMPTKD.CLASS_VECTOR_CACHE", str(tmp_path / "cache"), *common_opts("cpu"),
         ]  # fmt: skip
         cfg = train.setup_cfg(train.build_parser().parse_args(argv))
         set_random_seed(1)
