@@ -607,9 +607,65 @@ def to_dict(experiment: Experiment) -> dict:
     }
 
 
+def summary_tables(experiments: list[Experiment], fmt: str = "table") -> str:
+    """One table per protocol with a column per experiment, laid out like the papers' tables.
+
+    Rows are datasets (in Table 1's order) and the average (the HM of the averaged base and novel); cells are the
+    seed means, ``base/novel/HM`` or the accuracy. Columns are named by trainer (by experiment when a trainer
+    appears twice).
+    """
+    blocks = []
+    for protocol in ("base2novel", "accuracy"):
+        group = [e for e in experiments if e.protocol == protocol]
+        if not group:
+            continue
+        methods = [e.trainer + ("" if e.backbone in ("", "ViT-B/16") else f" {e.backbone}") for e in group]
+        labels = [m if methods.count(m) == 1 else f"{m} ({e.name})" for m, e in zip(methods, group)]
+        datasets = sorted({d.dataset for e in group for d in e.datasets}, key=_dataset_order)
+        rows = []
+        for dataset in datasets:
+            row = [dataset]
+            for e in group:
+                result = next((d for d in e.datasets if d.dataset == dataset), None)
+                row.append(_summary_cell(result, protocol))
+            rows.append(row)
+        averages = [e.average() for e in group]
+        if any(averages):
+            row = ["Average"]
+            for average in averages:
+                if not average:
+                    row.append("-")
+                elif protocol == "base2novel":
+                    row.append(f"{average['base']:.2f}/{average['novel']:.2f}/{average['hm']:.2f} ({len(average['datasets'])})")
+                else:
+                    row.append(f"{average['accuracy']:.2f} ({len(average['datasets'])})")
+            rows.append(row)
+        what = "base/novel/HM, mean over seeds" if protocol == "base2novel" else "accuracy, mean over seeds"
+        heading = f"{'###' if fmt == 'markdown' else '=='} Summary: {what}"
+        table = tabulate(rows, headers=["dataset", *labels], tablefmt="github" if fmt == "markdown" else "simple",
+                         disable_numparse=True)  # fmt: skip
+        note = "\n\nAverage: over the datasets the column has (count in brackets); HM of the averaged base and novel."
+        blocks.append(f"{heading}\n\n{table}" + (note if any(averages) else ""))
+    return "\n\n".join(blocks) + "\n"
+
+
+def _summary_cell(result: DatasetResult | None, protocol: str) -> str:
+    if result is None:
+        return "-"
+    if protocol == "base2novel":
+        base, novel = result.stat("base"), result.stat("novel")
+        if base is None or novel is None:
+            return "-"
+        return f"{base.mean:.2f}/{novel.mean:.2f}/{result.hm:.2f}"
+    accuracy = result.stat("accuracy")
+    return "-" if accuracy is None else f"{accuracy.mean:.2f}"
+
+
 def render(experiments: list[Experiment], fmt: str = "table", spread: str = "std", per_seed: bool = True,
-           compare: bool = False) -> str:  # fmt: skip
-    """All experiments in one of ``FORMATS``."""
+           compare: bool = False, summary: bool = False) -> str:  # fmt: skip
+    """All experiments in one of ``FORMATS`` (``summary``: the side-by-side tables only; table / markdown)."""
+    if summary and fmt in ("table", "markdown"):
+        return summary_tables(experiments, fmt)
     if fmt == "json":
         return json.dumps({"experiments": [to_dict(e) for e in experiments]}, indent=2)
     if fmt == "csv":
@@ -670,6 +726,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ci95", action="store_true", help="show the 95%% confidence interval instead of the std")
     parser.add_argument("--seeds", type=int, nargs="+", help="seeds every dataset should have (default: all seen)")
     parser.add_argument("--mean-only", action="store_true", help="leave out the per-seed rows")
+    parser.add_argument("--summary", action="store_true",
+                        help="one side-by-side table per protocol: datasets × methods, base/novel/HM means")  # fmt: skip
     parser.add_argument("--output", "-o", help="also write the output to this file")
     return parser
 
@@ -684,7 +742,8 @@ def main(argv: list[str] | None = None) -> int:
     if not experiments:
         print(f"No runs under {Path(args.root).resolve()} (no results.json or log.txt found).", file=sys.stderr)
         return 1
-    text = render(experiments, args.format, "ci95" if args.ci95 else "std", not args.mean_only, args.compare == "paper")
+    text = render(experiments, args.format, "ci95" if args.ci95 else "std", not args.mean_only, args.compare == "paper",
+                  args.summary)  # fmt: skip
     sys.stdout.write(text)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")

@@ -174,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     root = output / "base2new" if args.protocol == "base2new" else output
     if root.is_dir():
         parse_results.main([str(root), "--seeds", *map(str, args.seeds), "--format", args.format])
+        if len(args.methods) > 1 and args.format in ("table", "markdown"):
+            print()
+            parse_results.main([str(root), "--summary", "--format", args.format])
     return 1 if failed else 0
 
 

@@ -265,3 +265,20 @@ def test_accuracy_protocol_and_errors(tmp_path, capsys):
     (bad / "results.json").write_text("{not json", encoding="utf-8")
     assert pr.main([str(tmp_path / "bad")]) == 2
     assert "results.json: not a results.json" in capsys.readouterr().err
+
+
+def test_summary_puts_methods_side_by_side(tree, capsys):
+    assert pr.main([str(tree), "--summary"]) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if line.startswith("dataset"))
+    assert header.split() == ["dataset", "PromptKD", "CoOp"]  # experiments in path order
+    caltech = next(line for line in out.splitlines() if line.startswith("Caltech101")).split()
+    b, n = np.mean([98.0, 99.0, 97.5]), np.mean([96.0, 95.0, 97.0])
+    assert caltech[1] == f"{b:.2f}/{n:.2f}/{hm(b, n):.2f}"
+    assert caltech[2] == f"96.50/90.00/{hm(96.5, 90.0):.2f}"  # CoOp: base of seeds 1-2, novel of seed 1 only
+    dtd = next(line for line in out.splitlines() if line.startswith("DescribableTextures")).split()
+    assert dtd[2] == "-"
+    average = next(line for line in out.splitlines() if line.startswith("Average")).split()
+    promptkd = promptkd_experiment(pr.collect(tree)).average()
+    assert average[1] == f"{promptkd['base']:.2f}/{promptkd['novel']:.2f}/{promptkd['hm']:.2f}" and average[2] == "(2)"
+    assert average[3] == "-"  # CoOp has one dataset: no average

@@ -106,6 +106,8 @@ def test_real_sweep_on_the_demo_data(tmp_path, capfd):
     rows = re.findall(rf"^Demo\s+(1|2|mean ± std \(2\))\s+{number}\s+{number}\s+{number}", table, flags=re.M)
     assert len(rows) == 6
     assert "missing" not in table and "unfinished" not in table
+    summary = table[table.index("== Summary: base/novel/HM") :]
+    assert re.search(r"^Demo\s+[\d.]+/[\d.]+/[\d.]+\s+[\d.]+/[\d.]+/[\d.]+\s*$", summary, flags=re.M)
 
     # run again: everything is finished, nothing runs
     assert sweep.main(argv) == 0
