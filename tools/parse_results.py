@@ -77,7 +77,8 @@ class LogSummary:
     final: float | None  # the accuracy of the final test (after "Finish training", or of an eval-only run)
     finished: bool
     epoch: tuple[int, int] | None  # the last (epoch, max_epoch) seen in the progress lines
-    losses: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # per epoch: the running average
+    # per epoch, the running average of every logged training meter: losses, and "acc" for trainers that log it
+    losses: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
 
 
 def read_logs(run_dir: Path) -> str:

@@ -206,12 +206,7 @@ def plot_bars(experiments: list[dict], path: Path | str, title: str | None = Non
     if any(row.averages_differ for row in rows):
         handles.append(plt.Line2D([], [], linestyle="none"))
         labels.append(f"{AVERAGE}*: each method averages over its own datasets (not comparable)")
-    fig.legend(handles, labels, loc="outside lower center", ncol=1, fontsize=8, frameon=False)
-    if title:
-        fig.suptitle(title)
-    path = _save(fig, path)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, handles, labels, title, path)
 
 
 # ---------------------------------------------------------------------------------------------------- curves
@@ -339,18 +334,18 @@ def plot_curves(root_or_run_dirs: Path | str | list[Path | str] | list[RunCurves
     if len(loss_names) > 1:
         handles += [plt.Line2D([], [], color="black", linestyle=styles[i % len(styles)]) for i in range(len(loss_names))]
         labels += [f"loss: {name}" for name in loss_names]
+    return _finish(plt, fig, handles, labels, title, path)
+
+
+def _finish(plt, fig, handles: list, labels: list[str], title: str | None, path: Path | str) -> Path:
+    """Legend under the plots, optional title, then the PNG; the figure is closed."""
     fig.legend(handles, labels, loc="outside lower center", ncol=1, fontsize=8, frameon=False)
     if title:
         fig.suptitle(title)
-    path = _save(fig, path)
-    plt.close(fig)
-    return path
-
-
-def _save(fig, path: Path | str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png", dpi=DPI)
+    plt.close(fig)
     return path
 
 
