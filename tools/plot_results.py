@@ -77,11 +77,8 @@ def load_experiments(roots: list[Path | str]) -> list[dict]:
         root = Path(root).resolve()
         for experiment in collect(root):
             data = to_dict(experiment)
-            name = data["name"]
-            if name == ".":
-                label = prefix if len(roots) > 1 else root.name
-            else:
-                label = f"{prefix}/{name}" if len(roots) > 1 else name
+            name = data["name"]  # the root's own name when the root is the experiment folder
+            label = f"{prefix}/{name}" if len(roots) > 1 else name
             unique, k = label, 2
             while unique in seen:
                 unique, k = f"{label} ({k})", k + 1
