@@ -51,6 +51,19 @@ kd_weight() {
     esac
 }
 
+# The epoch a test script loads: LOADEP (env), else the last OPTIM.MAX_EPOCH among the KEY VALUE arguments,
+# else the config's.   usage: LOADEP=$(load_epoch <config yaml> "$@")
+load_epoch() {
+    local config=$1
+    shift
+    if [ -n "${LOADEP:-}" ]; then echo "${LOADEP}"; return 0; fi
+    "${PYTHON}" -c '
+import sys, yaml
+config, opts = sys.argv[1], sys.argv[2:]
+epochs = [value for key, value in zip(opts[::2], opts[1::2]) if key == "OPTIM.MAX_EPOCH"]
+print(epochs[-1] if epochs else yaml.safe_load(open(config))["OPTIM"]["MAX_EPOCH"])' "${config}" "$@"
+}
+
 require_dataset() {
     if [ ! -f "configs/datasets/$1.yaml" ]; then
         echo "Unknown dataset '$1': expected configs/datasets/$1.yaml" >&2

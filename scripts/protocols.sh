@@ -11,13 +11,8 @@ _config() {
     if [ ! -f "${CONFIG}" ]; then echo "Unknown config '${CFG}': expected ${CONFIG}" >&2; exit 2; fi
 }
 
-# The epoch to load: LOADEP (env), else the last OPTIM.MAX_EPOCH of the KEY VALUE arguments, else the yaml's.
 _load_epoch() {
-    LOADEP="${LOADEP:-$("${PYTHON}" -c '
-import sys, yaml
-config, opts = sys.argv[1], sys.argv[2:]
-epochs = [value for key, value in zip(opts[::2], opts[1::2]) if key == "OPTIM.MAX_EPOCH"]
-print(epochs[-1] if epochs else yaml.safe_load(open(config))["OPTIM"]["MAX_EPOCH"])' "${CONFIG}" "$@")}"
+    LOADEP="$(load_epoch "${CONFIG}" "$@")"
 }
 
 _train_py() {  # <dataset stem> <seed> <output dir> [args ...]

@@ -14,12 +14,7 @@ TRAINER=CoOp
 CFG=vit_b16_ep50_ctxv1
 SHOTS=16
 CFG_FILE="configs/trainers/${TRAINER}/${CFG}.yaml"
-# The epoch to load: $LOADEP, else the last OPTIM.MAX_EPOCH among the KEY VALUE arguments, else the yaml's.
-LOADEP=${LOADEP:-$("${PYTHON}" -c '
-import sys, yaml
-args = sys.argv[2:]
-epochs = [value for key, value in zip(args, args[1:]) if key == "OPTIM.MAX_EPOCH"]
-print(epochs[-1] if epochs else yaml.safe_load(open(sys.argv[1]))["OPTIM"]["MAX_EPOCH"])' "${CFG_FILE}" "$@")}
+LOADEP=$(load_epoch "${CFG_FILE}" "$@")  # LOADEP, else the last OPTIM.MAX_EPOCH override, else the yaml's
 
 run "${PYTHON}" train.py \
     --root "${DATA}" --seed "${SEED}" --trainer ${TRAINER} \

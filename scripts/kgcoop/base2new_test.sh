@@ -15,12 +15,7 @@ SHOTS=16
 W=${W:-8.0}
 SUB=${SUB:-new}
 CFG_FILE="configs/trainers/${TRAINER}/${CFG}.yaml"
-# The epoch to load: $LOADEP, else the last OPTIM.MAX_EPOCH among the KEY VALUE arguments, else the yaml's.
-LOADEP=${LOADEP:-$("${PYTHON}" -c '
-import sys, yaml
-args = sys.argv[2:]
-epochs = [value for key, value in zip(args, args[1:]) if key == "OPTIM.MAX_EPOCH"]
-print(epochs[-1] if epochs else yaml.safe_load(open(sys.argv[1]))["OPTIM"]["MAX_EPOCH"])' "${CFG_FILE}" "$@")}
+LOADEP=$(load_epoch "${CFG_FILE}" "$@")  # LOADEP, else the last OPTIM.MAX_EPOCH override, else the yaml's
 COMMON_DIR="${DATASET}/shots_${SHOTS}_${W}/${TRAINER}/${CFG}/seed${SEED}"
 
 run "${PYTHON}" train.py \
