@@ -326,6 +326,10 @@ class BenchmarkDataset(DatasetBase):
             if self.has_val:
                 val = few_val
 
+        # The student's base-class test images, also when model selection runs on the json val split
+        self.test_base: list[Datum] = []
+        if resolve_protocol(cfg) == "transductive" and cfg.TRAINER.MODAL == "base2novel":
+            self.test_base = subsample_classes(train, val, test, subsample="base")[2]
         train_x, val, test = protocol_splits(cfg, train, val, test)
         super().__init__(train_x=train_x, val=val, test=test)
 

@@ -22,6 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dassl.data import build_data_loader
+from dassl.data.transforms import build_transform
 from dassl.engine import TRAINER_REGISTRY
 
 from .base import PromptTrainer
@@ -165,15 +167,39 @@ class PromptKD(PromptTrainer):
             return self.class_vectors[: self.n_base] if split == "val" else self.class_vectors[self.n_base :]
         return self.class_vectors
 
+    @property
+    def upstream_selection(self) -> bool:
+        """Parity mode: the best epoch on the base-class test images, whose accuracy is then the base number."""
+        return self.cfg.DATASET.VAL_SOURCE == "test" and self.cfg.TEST.FINAL_MODEL == "best_val"
+
     def test(self, split: str | None = None):
         effective = split if split is not None else self.cfg.TEST.SPLIT
         if effective == "val" and self.val_loader is None:
             effective = "test"
-        if split is None and getattr(self, "_eval_only", False) and self.val_loader is not None:
+        eval_only = getattr(self, "_eval_only", False)
+        if split is None and self.cfg.TRAINER.MODAL == "base2novel":
             self._eval_only = False
-            self.test("val")  # eval-only: report base accuracy as well
+            if not self.upstream_selection and self.dm.dataset.test_base:
+                self.test_base()  # the deployed model on the base-class test images
+            elif eval_only and self.val_loader is not None:
+                self.test("val")  # eval-only: report base accuracy as well (val = base test images)
         self._eval_split = effective
         return super().test(split)
+
+    def test_base(self) -> float:
+        """Base accuracy of the deployed model on the base-class test images (recorded as split ``test_base``).
+
+        Needed when the model is selected on the json val split or taken from the last epoch: then the per-epoch
+        "val" results are not test accuracies (or do not exist).
+        """
+        dataset = self.dm.dataset
+        loader = build_data_loader(
+            self.cfg, sampler_type=self.cfg.DATALOADER.TEST.SAMPLER, data_source=dataset.test_base,
+            batch_size=self.cfg.DATALOADER.TEST.BATCH_SIZE, tfm=build_transform(self.cfg, is_train=False),
+            is_train=False,
+        )  # fmt: skip
+        self._eval_split = "val"  # the base-class slice of the class vectors
+        return self.evaluate(loader, "test_base", epoch=self._deployed_epoch)
 
     @torch.no_grad()
     def model_inference(self, image: torch.Tensor) -> torch.Tensor:
@@ -213,15 +239,19 @@ class PromptKD(PromptTrainer):
             if finals:
                 summary["accuracy"] = {"accuracy": finals[0]["accuracy"], "epoch": finals[0]["epoch"]}
             return summary
+        test_base = [e for e in evaluations if e["split"] == "test_base"]
         if finals:
             epoch = finals[0]["epoch"]
-            base = [v for v in vals if v["epoch"] == epoch] or vals[-1:]
+            selected = [v for v in vals if v["epoch"] == epoch]
+            if selected and self.cfg.TEST.FINAL_MODEL == "best_val":
+                summary["selection"]["accuracy"] = selected[-1]["accuracy"]  # on the selection split
+            base = test_base[-1:] or selected or vals[-1:]
             summary["novel"] = {"accuracy": finals[0]["accuracy"], "epoch": epoch}
             if base:
                 summary["base"] = {"accuracy": base[-1]["accuracy"], "epoch": base[-1]["epoch"]}
                 b, n = summary["base"]["accuracy"], summary["novel"]["accuracy"]
                 summary["hm"] = 2 * b * n / (b + n) if b + n > 0 else 0.0
-        if vals:
+        if vals and self.cfg.DATASET.VAL_SOURCE == "test":  # "val" = base-class test images
             summary["base_last"] = {"accuracy": vals[-1]["accuracy"], "epoch": vals[-1]["epoch"]}
         if tests:
             summary["novel_last"] = {"accuracy": tests[-1]["accuracy"], "epoch": tests[-1]["epoch"]}

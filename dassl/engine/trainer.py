@@ -454,8 +454,6 @@ class SimpleTrainer(TrainerBase):
     @torch.no_grad()
     def test(self, split: str | None = None):
         """Evaluate on the val or test split; returns the first metric (accuracy)."""
-        self.set_model_mode("eval")
-        self.evaluator.reset()
         final = split is None
 
         if split is None:
@@ -466,7 +464,16 @@ class SimpleTrainer(TrainerBase):
         else:
             split = "test"  # in case val_loader is None
             data_loader = self.test_loader
+        return self.evaluate(data_loader, split, final=final)
 
+    @torch.no_grad()
+    def evaluate(self, data_loader, split: str, final: bool = False, epoch: int | None = None):
+        """Run the model over ``data_loader``, print Dassl's result block and record it under ``split``.
+
+        ``final``: the deployed model's test (``results.json``'s "final"); ``epoch`` overrides the recorded epoch.
+        """
+        self.set_model_mode("eval")
+        self.evaluator.reset()
         print(f"Evaluate on the *{split}* set")
 
         for batch in tqdm(data_loader, desc=f"eval {split}", leave=False):
@@ -480,14 +487,18 @@ class SimpleTrainer(TrainerBase):
             tag = f"{split}/{k}"
             self.write_scalar(tag, v, self.epoch)
 
-        self.record_result(split, results, final=final, num_samples=len(data_loader.dataset))
+        self.record_result(split, results, final=final, num_samples=len(data_loader.dataset), epoch=epoch)
         return list(results.values())[0]
 
-    def record_result(self, split: str, results: dict, final: bool = False, num_samples: int | None = None) -> None:
+    def record_result(
+        self, split: str, results: dict, final: bool = False, num_samples: int | None = None, epoch: int | None = None
+    ) -> None:
         """Append one evaluation to ``<OUTPUT_DIR>/results.json`` (machine-readable twin of log.txt)."""
+        if epoch is None:
+            epoch = self._deployed_epoch if final else self.epoch + 1
         entry = {
             "split": split,
-            "epoch": (self._deployed_epoch if final else self.epoch + 1),
+            "epoch": epoch,
             "num_samples": num_samples,
         }
         entry.update({k: _to_jsonable(v) for k, v in results.items()})

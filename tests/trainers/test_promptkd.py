@@ -143,3 +143,41 @@ def test_teacher_then_student_through_the_scripts(tmp_path):
     again = json.loads((eval_dir / "results.json").read_text())
     assert again["novel"]["accuracy"] == pytest.approx(results["novel"]["accuracy"])
     assert again["base"]["accuracy"] == pytest.approx(results["base"]["accuracy"])
+
+
+@pytest.mark.slow
+def test_honest_selection_reports_the_base_accuracy_on_base_test_images(tmp_path):
+    """With DATASET.VAL_SOURCE val (select on the json val split) or TEST.FINAL_MODEL last_step, the base number is
+    the deployed model's accuracy on the base-class test images, not a val-split accuracy (or nothing)."""
+    from tools.demo import Demo
+
+    console = sys.stdout
+    try:
+        demo = Demo(tmp_path, "cpu", epochs=2)
+        demo.teacher()
+        demo.promptkd("DATASET.VAL_SOURCE", "val", out="val_source")
+        demo.promptkd("TEST.FINAL_MODEL", "last_step", out="last_step")
+    finally:
+        sys.stdout = console
+    split = json.loads((tmp_path / "data" / "demo" / "split_demo.json").read_text())
+    n_base_val = sum(1 for _, label, _ in split["val"] if label < 6)
+    n_base_test = sum(1 for _, label, _ in split["test"] if label < 6)
+    assert n_base_val != n_base_test
+
+    honest = json.loads((tmp_path / "runs" / "val_source" / "results.json").read_text())
+    vals = [e for e in honest["evaluations"] if e["split"] == "val"]
+    (test_base,) = [e for e in honest["evaluations"] if e["split"] == "test_base"]
+    assert [e["num_samples"] for e in vals] == [n_base_val] * 2 and test_base["num_samples"] == n_base_test
+    best = max(vals, key=lambda e: e["accuracy"])  # the first maximum is the deployed epoch
+    assert honest["novel"]["epoch"] == test_base["epoch"] == best["epoch"]
+    assert honest["base"] == {"accuracy": test_base["accuracy"], "epoch": best["epoch"]}
+    assert honest["selection"] == {"rule": "best_val", "split": "json val split", "accuracy": best["accuracy"]}
+    assert "base_last" not in honest
+
+    last = json.loads((tmp_path / "runs" / "last_step" / "results.json").read_text())
+    assert [e["split"] for e in last["evaluations"]] == ["test_base", "test"]  # no per-epoch selection runs
+    assert last["base"]["epoch"] == last["novel"]["epoch"] == 2
+    b, n = last["base"]["accuracy"], last["novel"]["accuracy"]
+    assert last["hm"] == pytest.approx(2 * b * n / (b + n) if b + n else 0.0)
+    log = (tmp_path / "runs" / "last_step" / "log.txt").read_text()
+    assert log.index("Evaluate on the *test_base* set") < log.rindex("Evaluate on the *test* set")
