@@ -469,7 +469,7 @@ def _check_imagenet(report: DatasetReport, root: Path) -> list[str]:
         if not folder.is_dir():
             report.error(
                 f"ImageNet folder missing: {folder} (wnid folders of the {split} images)",
-                f"{TOOL} --download imagenet   (prints the ImageNet-1k instructions and layout)",
+                f"{TOOL} --root {_q(root)} --download imagenet   (prints the ImageNet-1k instructions and layout)",
             )
             continue
         images, counts = _class_folder_images(report, root, folder, classnames, by_index=False)
