@@ -35,6 +35,7 @@ from .teacher import (
     class_vector_cache_key,
     read_teacher_state,
     resolve_teacher_checkpoint,
+    teacher_record,
 )
 
 
@@ -120,6 +121,13 @@ class PromptKD(PromptTrainer):
         # the teacher: frozen, eval mode, not registered (never saved, never optimised). Its class vectors are
         # computed once and cached; with a cache hit the teacher is only built when training starts.
         self.teacher_ckpt = resolve_teacher_checkpoint(kd.TEACHER_CKPT or default_teacher_checkpoint(cfg))
+        self.teacher_record = teacher_record(self.teacher_ckpt)
+        if self.teacher_record:
+            r = self.teacher_record
+            print(f"Teacher's own test accuracy: {r['accuracy']:.2f}% on the {r['classes']} classes of {r['dataset']} "
+                  f"(epoch {r['epoch']}, {r['results']})")  # fmt: skip
+        else:
+            print("Teacher's own accuracy unknown (no results.json next to its checkpoint folder)")
         self.teacher = None
         cache_dir = kd.CLASS_VECTOR_CACHE or os.environ.get("PROMPTKD_CACHE_DIR", "~/.cache/promptkd")
         key = class_vector_cache_key(self.teacher_ckpt, classnames, kd.TEACHER_NAME, kd.CTX_INIT)
@@ -230,6 +238,7 @@ class PromptKD(PromptTrainer):
         tests = [e for e in evaluations if e["split"] == "test" and e is not final]
         summary: dict = {
             "modal": self.cfg.TRAINER.MODAL,
+            "teacher": {"checkpoint": self.teacher_ckpt, **(self.teacher_record or {})},
             "selection": {
                 "rule": self.cfg.TEST.FINAL_MODEL,
                 "split": "json val split" if self.cfg.DATASET.VAL_SOURCE == "val" else "test split (upstream parity)",

@@ -9,6 +9,7 @@ in its prompt layers is an error.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from pathlib import Path
@@ -56,6 +57,26 @@ def resolve_teacher_checkpoint(path: str) -> str:
         f"in {folder or '.'}). Train one with scripts/promptsrc/base2new_train_teacher.sh <dataset>, or set "
         "TRAINER.PROMPTKD.TEACHER_CKPT to a PromptSRC checkpoint (ours or upstream's)."
     )
+
+
+def teacher_record(checkpoint: str) -> dict | None:
+    """What the teacher's own run recorded (``results.json`` next to its checkpoint folder), if it is there.
+
+    A weak teacher makes a weak student (upstream issue #40), so the student prints this before distilling and
+    keeps it in its results. Upstream teachers have no results.json: None.
+    """
+    run_dir = os.path.dirname(os.path.dirname(os.path.abspath(checkpoint)))
+    path = os.path.join(run_dir, "results.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        final = data["final"]
+        return {
+            "results": path, "dataset": data.get("dataset"), "classes": data.get("subsample_classes"),
+            "num_shots": data.get("num_shots"), "accuracy": final["accuracy"], "epoch": final.get("epoch"),
+        }  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def read_teacher_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:

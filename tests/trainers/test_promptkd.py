@@ -19,6 +19,7 @@ from trainers.teacher import (
     read_teacher_state,
     resolve_teacher_checkpoint,
     teacher_design,
+    teacher_record,
 )
 
 
@@ -154,7 +155,7 @@ def test_honest_selection_reports_the_base_accuracy_on_base_test_images(tmp_path
     console = sys.stdout
     try:
         demo = Demo(tmp_path, "cpu", epochs=2)
-        demo.teacher()
+        teacher_base, _ = demo.teacher()
         demo.promptkd("DATASET.VAL_SOURCE", "val", out="val_source")
         demo.promptkd("TEST.FINAL_MODEL", "last_step", out="last_step")
     finally:
@@ -173,6 +174,11 @@ def test_honest_selection_reports_the_base_accuracy_on_base_test_images(tmp_path
     assert honest["base"] == {"accuracy": test_base["accuracy"], "epoch": best["epoch"]}
     assert honest["selection"] == {"rule": "best_val", "split": "json val split", "accuracy": best["accuracy"]}
     assert "base_last" not in honest
+    # the teacher's own record travels with the student's results (and is printed before distilling)
+    assert honest["teacher"]["accuracy"] == teacher_base and honest["teacher"]["classes"] == "base"
+    assert honest["teacher"]["checkpoint"].endswith("PromptSRC_teacher/train_base/VLPromptLearner/model.pth.tar-2")
+    log = (tmp_path / "runs" / "val_source" / "log.txt").read_text()
+    assert f"Teacher's own test accuracy: {teacher_base:.2f}% on the base classes of Demo (epoch 2" in log
 
     last = json.loads((tmp_path / "runs" / "last_step" / "results.json").read_text())
     assert [e["split"] for e in last["evaluations"]] == ["test_base", "test"]  # no per-epoch selection runs
@@ -181,3 +187,20 @@ def test_honest_selection_reports_the_base_accuracy_on_base_test_images(tmp_path
     assert last["hm"] == pytest.approx(2 * b * n / (b + n) if b + n else 0.0)
     log = (tmp_path / "runs" / "last_step" / "log.txt").read_text()
     assert log.index("Evaluate on the *test_base* set") < log.rindex("Evaluate on the *test* set")
+
+
+def test_teacher_record_is_read_next_to_the_checkpoint_folder(tmp_path):
+    checkpoint = tmp_path / "teacher_model" / "DTD" / "VLPromptLearner" / "model.pth.tar-20"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"")
+    assert teacher_record(str(checkpoint)) is None  # an upstream teacher: no results.json
+    results = tmp_path / "teacher_model" / "DTD" / "results.json"
+    results.write_text("{truncated")
+    assert teacher_record(str(checkpoint)) is None
+    final = {"split": "test", "epoch": 20, "accuracy": 85.76}
+    results.write_text(json.dumps({"dataset": "DescribableTextures", "subsample_classes": "base", "num_shots": 16,
+                                   "final": final}))  # fmt: skip
+    assert teacher_record(str(checkpoint)) == {
+        "results": str(results), "dataset": "DescribableTextures", "classes": "base", "num_shots": 16,
+        "accuracy": 85.76, "epoch": 20,
+    }  # fmt: skip
