@@ -11,6 +11,7 @@ Config merge order: engine defaults + ``extend_cfg`` -> dataset yaml -> method y
 from __future__ import annotations
 
 import argparse
+import os
 import os.path as osp
 import sys
 
@@ -21,6 +22,7 @@ import trainers  # noqa: F401  (registers the trainers)
 from dassl.config import ConfigError, get_cfg_default, merge_cfg_from_file, merge_cfg_from_list
 from dassl.engine import build_trainer
 from dassl.utils import atomic_write_text, collect_env_info, set_random_seed, setup_logger
+from dassl.utils.distributed import init_distributed, is_main_process, rank, world_size
 from trainers.backbone import ClipCheckpointError
 from trainers.config import extend_cfg
 
@@ -104,11 +106,18 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace):
     """Set up the run described by ``args`` and train or evaluate; returns the trainer."""
     cfg = setup_cfg(args)
+    distributed = init_distributed(cfg.USE_CUDA)
+    if not is_main_process():  # the main process logs and writes for everyone
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (lives as long as the process)
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
-        set_random_seed(cfg.SEED)
-    setup_logger(cfg.OUTPUT_DIR)
-    atomic_write_text(osp.join(cfg.OUTPUT_DIR, "config.yaml"), cfg.dump())
+        set_random_seed(cfg.SEED + rank())  # other augmentations per process; prompts are synced from the main one
+    if is_main_process():
+        setup_logger(cfg.OUTPUT_DIR)
+        atomic_write_text(osp.join(cfg.OUTPUT_DIR, "config.yaml"), cfg.dump())
+    if distributed:
+        print(f"Distributed training: {world_size()} processes ({torch.distributed.get_backend()}); "
+              f"batch size {cfg.DATALOADER.TRAIN_X.BATCH_SIZE} per process")  # fmt: skip
 
     if torch.cuda.is_available() and cfg.USE_CUDA:
         torch.backends.cudnn.benchmark = True

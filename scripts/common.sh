@@ -3,6 +3,8 @@
 #   DATA    dataset root (default: ./data)
 #   OUTPUT  output root  (default: ./output)
 #   PYTHON  interpreter  (default: python)
+#   LAUNCH     how train.py is started, e.g. LAUNCH="torchrun --standalone --nproc_per_node 4" for several GPUs
+#              (default: ${PYTHON})
 #   DRY_RUN=1  print the commands without running them
 #   FORCE=1    run a command even when its --output-dir holds a finished run (otherwise it is skipped, as
 #              upstream's scripts skip existing results; an unfinished run resumes from its last epoch)
@@ -18,6 +20,10 @@ run() {
         if [ "${previous}" = --output-dir ]; then out="${arg}"; fi
         previous="${arg}"
     done
+    if [ -n "${LAUNCH:-}" ] && [ "${2:-}" = train.py ]; then
+        # shellcheck disable=SC2086  # LAUNCH is a command line: split it into words
+        set -- ${LAUNCH} "${@:2}"
+    fi
     if [ -n "${out}" ] && [ "${FORCE:-0}" != 1 ] && finished "${out}"; then
         echo "= finished, skipped: ${out}  (FORCE=1 runs it again)"
         return 0

@@ -102,6 +102,7 @@ class PromptTrainer(TrainerX):
         self.model_zero_grad()
         self.detect_anomaly(loss)
         self.precision.backward(loss)
+        self.sync_gradients()  # distributed training: the same (averaged) step on every process
         self.precision.step(opt for opt in self._optims.values() if opt is not None)
         if (self.batch_idx + 1) == self.num_batches:
             self.update_lr()

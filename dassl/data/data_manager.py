@@ -5,9 +5,11 @@ from __future__ import annotations
 import torch
 from tabulate import tabulate
 from torch.utils.data import Dataset as TorchDataset
+from torch.utils.data.distributed import DistributedSampler
 from torchvision.transforms import Compose, Normalize, Resize, ToTensor
 
 from dassl.utils import read_image
+from dassl.utils.distributed import world_size
 
 from .datasets import build_dataset
 from .samplers import build_sampler
@@ -26,9 +28,14 @@ def build_data_loader(
     dataset_wrapper=None,
 ) -> torch.utils.data.DataLoader:
     """A DataLoader over ``data_source`` (Dassl semantics: drop_last only when training on enough data)."""
-    sampler = build_sampler(
-        sampler_type, cfg=cfg, data_source=data_source, batch_size=batch_size, n_domain=n_domain, n_ins=n_ins
-    )
+    if is_train and world_size() > 1:  # each process takes its shard of the epoch (same seed everywhere)
+        if sampler_type not in ("RandomSampler", "SequentialSampler"):
+            raise ValueError(f"{sampler_type} is not supported in distributed training (use RandomSampler)")
+        sampler = DistributedSampler(data_source, shuffle=sampler_type == "RandomSampler", seed=max(cfg.SEED, 0))
+    else:
+        sampler = build_sampler(
+            sampler_type, cfg=cfg, data_source=data_source, batch_size=batch_size, n_domain=n_domain, n_ins=n_ins
+        )
     if dataset_wrapper is None:
         dataset_wrapper = DatasetWrapper
     num_workers = cfg.DATALOADER.NUM_WORKERS
@@ -37,7 +44,7 @@ def build_data_loader(
         batch_size=batch_size,
         sampler=sampler,
         num_workers=num_workers,
-        drop_last=is_train and len(data_source) >= batch_size,
+        drop_last=is_train and len(sampler) >= batch_size,
         pin_memory=(torch.cuda.is_available() and cfg.USE_CUDA),
         persistent_workers=num_workers > 0,
     )

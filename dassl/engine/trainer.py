@@ -36,6 +36,7 @@ from dassl.utils import (
     tolist_if_not,
     write_json,
 )
+from dassl.utils.distributed import all_reduce_gradients, broadcast_from_main, is_main_process, world_size
 
 
 class SimpleNet(nn.Module):
@@ -132,7 +133,12 @@ class TrainerBase:
         return names_real
 
     def save_model(self, epoch: int, directory: str, is_best: bool = False, val_result=None, model_name: str = "") -> None:
-        """Write ``{state_dict, epoch: epoch+1, optimizer, scheduler, val_result}`` for every registered model."""
+        """Write ``{state_dict, epoch: epoch+1, optimizer, scheduler, val_result}`` for every registered model.
+
+        Only the main process writes (in distributed training every process holds the same weights).
+        """
+        if not is_main_process():
+            return
         for name in self.get_model_names():
             model_dict = self.model_state_dict(name)
             optim_dict = self._optims[name].state_dict() if self._optims[name] is not None else None
@@ -239,6 +245,9 @@ class TrainerBase:
             raise FloatingPointError("Loss is infinite or NaN!")
 
     def init_writer(self, log_dir: str) -> None:
+        if not is_main_process():
+            self._writer = None
+            return
         if self.__dict__.get("_writer") is None or self._writer is None:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -307,7 +316,20 @@ class TrainerBase:
         self.detect_anomaly(loss)
         loss.backward()
 
+    def sync_gradients(self, names=None) -> None:
+        """Average the gradients over processes in distributed training (no-op in one process)."""
+        if world_size() > 1:
+            all_reduce_gradients(p for name in self.get_model_names(names) for p in self._models[name].parameters())
+
+    def broadcast_model_state(self, names=None) -> None:
+        """Start every process from the main process's trainable tensors and buffers (random inits differ)."""
+        if world_size() > 1:
+            for name in self.get_model_names(names):
+                model = self._models[name]
+                broadcast_from_main([p for p in model.parameters() if p.requires_grad] + list(model.buffers()))
+
     def model_update(self, names=None) -> None:
+        self.sync_gradients(names)
         for name in self.get_model_names(names):
             if self._optims[name] is not None:
                 self._optims[name].step()
@@ -316,6 +338,13 @@ class TrainerBase:
         self.model_zero_grad(names)
         self.model_backward(loss)
         self.model_update(names)
+
+
+def set_sampler_epoch(loader, epoch: int) -> None:
+    """A new shuffle per epoch for the distributed sampler (the same on every process)."""
+    sampler = getattr(loader, "sampler", None)
+    if hasattr(sampler, "set_epoch"):
+        sampler.set_epoch(epoch)
 
 
 def _list_dir(path: str) -> list[str]:
@@ -377,7 +406,7 @@ class SimpleTrainer(TrainerBase):
         self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
         self.register_model("model", self.model, self.optim, self.sched)
         device_count = torch.cuda.device_count()
-        if device_count > 1 and self.device.type == "cuda":
+        if device_count > 1 and self.device.type == "cuda" and world_size() == 1:
             print(f"Detected {device_count} GPUs (use nn.DataParallel)")
             self.model = nn.DataParallel(self.model)
 
@@ -389,6 +418,7 @@ class SimpleTrainer(TrainerBase):
         if self.cfg.RESUME:
             directory = self.cfg.RESUME
         self.start_epoch = self.resume_model_if_exist(directory)
+        self.broadcast_model_state()
 
         # Initialize summary writer
         writer_dir = osp.join(self.output_dir, "tensorboard")
@@ -400,7 +430,7 @@ class SimpleTrainer(TrainerBase):
 
     def after_train(self) -> None:
         print("Finish training")
-        do_test = not self.cfg.TEST.NO_TEST
+        do_test = not self.cfg.TEST.NO_TEST and is_main_process()  # the other processes have nothing to report
         if do_test:
             if self.cfg.TEST.FINAL_MODEL == "best_val":
                 print("Deploy the model with the best val performance")
@@ -471,7 +501,10 @@ class SimpleTrainer(TrainerBase):
         """Run the model over ``data_loader``, print Dassl's result block and record it under ``split``.
 
         ``final``: the deployed model's test (``results.json``'s "final"); ``epoch`` overrides the recorded epoch.
+        In distributed training only the main process evaluates (the others return NaN and never save a best model).
         """
+        if not is_main_process():
+            return float("nan")
         self.set_model_mode("eval")
         self.evaluator.reset()
         print(f"Evaluate on the *{split}* set")
@@ -562,6 +595,7 @@ class TrainerX(SimpleTrainer):
         batch_time = AverageMeter()
         data_time = AverageMeter()
         self.num_batches = len(self.train_loader_x)
+        set_sampler_epoch(self.train_loader_x, self.epoch)
 
         end = time.time()
         progress = self._progress_bar(self.num_batches)
@@ -587,7 +621,8 @@ class TrainerX(SimpleTrainer):
 
     def _progress_bar(self, total: int) -> tqdm:
         """A transient bar on stderr in an interactive terminal (off otherwise: log.txt keeps the text lines)."""
-        return tqdm(total=total, desc=f"epoch {self.epoch + 1}/{self.max_epoch}", leave=False, disable=None)
+        disable = None if is_main_process() else True
+        return tqdm(total=total, desc=f"epoch {self.epoch + 1}/{self.max_epoch}", leave=False, disable=disable)
 
     def _print_progress(self, losses: MetricMeter, batch_time: AverageMeter, data_time: AverageMeter) -> None:
         nb_remain = 0
@@ -636,6 +671,8 @@ class TrainerXU(TrainerX):
         else:
             raise ValueError(f"TRAIN.COUNT_ITER must be train_x, train_u or smaller_one, got {self.cfg.TRAIN.COUNT_ITER}")
 
+        set_sampler_epoch(self.train_loader_x, self.epoch)
+        set_sampler_epoch(self.train_loader_u, self.epoch)
         train_loader_x_iter = iter(self.train_loader_x)
         train_loader_u_iter = iter(self.train_loader_u)
 
