@@ -162,14 +162,14 @@ class Demo:
     def student_checkpoint(self) -> Path:
         return self.out / "runs" / "PromptKD" / "seed_1" / "VLPromptLearner" / "model-best.pth.tar"
 
-    def promptkd(self, *extra: str, out: str = "PromptKD/seed_1") -> tuple[float, float]:
+    def promptkd(self, *extra: str, out: str = "PromptKD/seed_1", flags: tuple[str, ...] = ()) -> tuple[float, float]:
         """The student distilled from ``teacher()``'s checkpoint; ``extra``: more KEY VALUE overrides."""
         teacher_dir = self.out / "runs" / "PromptSRC_teacher" / "train_base" / "VLPromptLearner"
         results = self.run(
             "PromptKD", "PromptKD/vit_b16_c2_ep20_batch8_4+4ctx.yaml", out,
             *student_opts(self.assets, self.epochs, self.device), "DATASET.NUM_SHOTS", "0",
             "TRAINER.MODAL", "base2novel", "TRAINER.PROMPTKD.TEACHER_CKPT", str(teacher_dir),
-            "TRAINER.PROMPTKD.KD_WEIGHT", "1000.0", *extra,
+            "TRAINER.PROMPTKD.KD_WEIGHT", "1000.0", *extra, flags=flags,
         )  # fmt: skip
         return results["base"]["accuracy"], results["novel"]["accuracy"]
 

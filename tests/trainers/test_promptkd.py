@@ -158,6 +158,9 @@ def test_honest_selection_reports_the_base_accuracy_on_base_test_images(tmp_path
         teacher_base, _ = demo.teacher()
         demo.promptkd("DATASET.VAL_SOURCE", "val", out="val_source")
         demo.promptkd("TEST.FINAL_MODEL", "last_step", out="last_step")
+        # eval-only of the val-selected student reports the same base-class test accuracy
+        demo.promptkd("DATASET.VAL_SOURCE", "val", out="val_source_eval", flags=(
+            "--eval-only", "--model-dir", str(tmp_path / "runs" / "val_source")))
     finally:
         sys.stdout = console
     split = json.loads((tmp_path / "data" / "demo" / "split_demo.json").read_text())
@@ -174,6 +177,10 @@ def test_honest_selection_reports_the_base_accuracy_on_base_test_images(tmp_path
     assert honest["base"] == {"accuracy": test_base["accuracy"], "epoch": best["epoch"]}
     assert honest["selection"] == {"rule": "best_val", "split": "json val split", "accuracy": best["accuracy"]}
     assert "base_last" not in honest
+    again = json.loads((tmp_path / "runs" / "val_source_eval" / "results.json").read_text())
+    assert [e["split"] for e in again["evaluations"]] == ["test_base", "test"]
+    assert again["base"]["accuracy"] == pytest.approx(honest["base"]["accuracy"])
+    assert again["novel"]["accuracy"] == pytest.approx(honest["novel"]["accuracy"])
     # the teacher's own record travels with the student's results (and is printed before distilling)
     assert honest["teacher"]["accuracy"] == teacher_base and honest["teacher"]["classes"] == "base"
     assert honest["teacher"]["checkpoint"].endswith("PromptSRC_teacher/train_base/VLPromptLearner/model.pth.tar-2")
