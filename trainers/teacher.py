@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from dassl.utils import load_checkpoint
 from dassl.utils.download import sha256_of_file
+from dassl.utils.torchtools import atomic_torch_save
 
 from .prompt_models import IVLPCLIP
 
@@ -212,9 +213,7 @@ def cached_class_vectors(teacher: FrozenTeacher | None, cache_dir: str | os.Path
     if teacher is None:
         return None
     vectors = teacher.class_vectors()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"class_vectors": vectors.cpu()}, tmp)
-    os.replace(tmp, path)
+    # a unique temp file: runs started together (seeds, torchrun processes) may all write the same entry
+    atomic_torch_save({"class_vectors": vectors.cpu()}, str(path))
     print(f"Saved the teacher's class vectors to {path}")
     return vectors
