@@ -98,7 +98,7 @@ def plan(methods: list[str], protocol: str, datasets: list[str], seeds: list[int
             raise ValueError(f"{method} has no few-shot script (only coop: scripts/coop/fewshot.sh)")
     for step in steps:
         if not (SCRIPTS / step.script).is_file():
-            raise ValueError(f"{method}: scripts/{step.script} does not exist")
+            raise ValueError(f"scripts/{step.script} does not exist (no such protocol script for this method)")
     return steps
 
 
