@@ -1,6 +1,8 @@
 # Sourced by the per-method scripts: the base-to-novel and cross-dataset protocols, written once.
 # A method script sets TRAINER, CFG (a configs/trainers/${TRAINER}/<cfg>.yaml stem) and METHOD_DIR (its folder
 # under scripts/), then calls one of b2n_train / b2n_test / xd_train / xd_test with its own arguments.
+# Optional: METHOD_OPTS (array of KEY VALUE pairs every run of the method gets, before the user's) and SHOTS_DIR
+# (the base-to-novel folder level, default shots_16; KgCoOp: shots_16_<W>).
 #   LOADEP (env)    checkpoint epoch for the *_test protocols (default: the last OPTIM.MAX_EPOCH override, else the yaml's)
 #   SUB (env)       b2n_test classes: new (default) or base
 #   XD_SOURCE (env) the cross-dataset source (default: imagenet)
@@ -31,8 +33,8 @@ b2n_train() {  # <dataset> <seed> [KEY VALUE ...]: 16 shots of the base classes
     shift 2
     require_dataset "${dataset}"
     _config
-    _train_py "${dataset}" "${seed}" "${OUTPUT}/base2new/train_base/${dataset}/shots_16/${TRAINER}/${CFG}/seed${seed}" \
-        DATASET.NUM_SHOTS 16 DATASET.SUBSAMPLE_CLASSES base "$@"
+    _train_py "${dataset}" "${seed}" "${OUTPUT}/base2new/train_base/${dataset}/${SHOTS_DIR:-shots_16}/${TRAINER}/${CFG}/seed${seed}" \
+        ${METHOD_OPTS[@]+"${METHOD_OPTS[@]}"} DATASET.NUM_SHOTS 16 DATASET.SUBSAMPLE_CLASSES base "$@"
 }
 
 b2n_test() {  # <dataset> <seed> [KEY VALUE ...]: evaluate the b2n_train model on the novel (SUB=base: base) classes
@@ -44,7 +46,7 @@ b2n_test() {  # <dataset> <seed> [KEY VALUE ...]: evaluate the b2n_train model o
     _load_epoch "$@"
     local sub="${SUB:-new}"
     if [ "${sub}" != new ] && [ "${sub}" != base ]; then echo "SUB must be new or base, got '${sub}'" >&2; exit 2; fi
-    local tail="${dataset}/shots_16/${TRAINER}/${CFG}/seed${seed}"
+    local tail="${dataset}/${SHOTS_DIR:-shots_16}/${TRAINER}/${CFG}/seed${seed}"
     local model_dir="${OUTPUT}/base2new/train_base/${tail}"
     if [ ! -d "${model_dir}" ] && [ "${DRY_RUN:-0}" != 1 ]; then
         echo "No trained model in ${model_dir}: run scripts/${METHOD_DIR}/base2new_train.sh ${dataset} ${seed} first" >&2
@@ -52,7 +54,7 @@ b2n_test() {  # <dataset> <seed> [KEY VALUE ...]: evaluate the b2n_train model o
     fi
     _train_py "${dataset}" "${seed}" "${OUTPUT}/base2new/test_${sub}/${tail}" \
         --model-dir "${model_dir}" --load-epoch "${LOADEP}" --eval-only \
-        DATASET.NUM_SHOTS 16 DATASET.SUBSAMPLE_CLASSES "${sub}" "$@"
+        ${METHOD_OPTS[@]+"${METHOD_OPTS[@]}"} DATASET.NUM_SHOTS 16 DATASET.SUBSAMPLE_CLASSES "${sub}" "$@"
 }
 
 xd_train() {  # <seed> [KEY VALUE ...]: 16 shots of all classes of XD_SOURCE
@@ -64,7 +66,8 @@ xd_train() {  # <seed> [KEY VALUE ...]: 16 shots of all classes of XD_SOURCE
     shift
     require_dataset "${source}"
     _config
-    _train_py "${source}" "${seed}" "${OUTPUT}/${source}/${TRAINER}/${CFG}_16shots/seed${seed}" DATASET.NUM_SHOTS 16 "$@"
+    _train_py "${source}" "${seed}" "${OUTPUT}/${source}/${TRAINER}/${CFG}_16shots/seed${seed}" \
+        ${METHOD_OPTS[@]+"${METHOD_OPTS[@]}"} DATASET.NUM_SHOTS 16 "$@"
 }
 
 xd_test() {  # <dataset> <seed> [KEY VALUE ...]: evaluate the xd_train model on another dataset (all classes)
@@ -80,5 +83,5 @@ xd_test() {  # <dataset> <seed> [KEY VALUE ...]: evaluate the xd_train model on 
         exit 1
     fi
     _train_py "${dataset}" "${seed}" "${OUTPUT}/evaluation/${TRAINER}/${CFG}_16shots/${dataset}/seed${seed}" \
-        --model-dir "${model_dir}" --load-epoch "${LOADEP}" --eval-only "$@"
+        --model-dir "${model_dir}" --load-epoch "${LOADEP}" --eval-only ${METHOD_OPTS[@]+"${METHOD_OPTS[@]}"} "$@"
 }

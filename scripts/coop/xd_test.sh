@@ -2,24 +2,11 @@
 # CoOp in CoCoOp's cross-dataset / domain-generalisation protocol: evaluate the xd_train.sh model on all classes
 # of <dataset> (the prompt learner is rebuilt for its class names).
 #   bash scripts/coop/xd_test.sh <dataset> <seed> [KEY VALUE ...]
-# Loads epoch LOADEP (env; default: OPTIM.MAX_EPOCH of the KEY VALUE args, else of the yaml); the source
-# dataset is XD_SOURCE (default imagenet). Paths: DATA, OUTPUT (env).
+# CFG (env): vit_b16_ctxv1 for base-to-novel (ImageNet: vit_b16_ep50_ctxv1), vit_b16_ep50_ctxv1 for cross-dataset.
+# Protocol, output folders, LOADEP / SUB / XD_SOURCE: scripts/protocols.sh.
 set -euo pipefail
-source "$(dirname "$0")/../common.sh"
-if [ $# -lt 2 ]; then echo "usage: $0 <dataset> <seed> [KEY VALUE ...]" >&2; exit 2; fi
-DATASET=$1; SEED=$2; shift 2
-require_dataset "${DATASET}"
-SOURCE=${XD_SOURCE:-imagenet}
 TRAINER=CoOp
-CFG=vit_b16_ep50_ctxv1
-SHOTS=16
-CFG_FILE="configs/trainers/${TRAINER}/${CFG}.yaml"
-LOADEP=$(load_epoch "${CFG_FILE}" "$@")  # LOADEP, else the last OPTIM.MAX_EPOCH override, else the yaml's
-
-run "${PYTHON}" train.py \
-    --root "${DATA}" --seed "${SEED}" --trainer ${TRAINER} \
-    --dataset-config-file "configs/datasets/${DATASET}.yaml" \
-    --config-file "${CFG_FILE}" \
-    --output-dir "${OUTPUT}/evaluation/${TRAINER}/${CFG}_${SHOTS}shots/${DATASET}/seed${SEED}" \
-    --model-dir "${OUTPUT}/${SOURCE}/${TRAINER}/${CFG}_${SHOTS}shots/seed${SEED}" \
-    --load-epoch "${LOADEP}" --eval-only "$@"
+CFG="${CFG:-vit_b16_ep50_ctxv1}"
+METHOD_DIR=coop
+source "$(dirname "$0")/../protocols.sh"
+xd_test "$@"

@@ -2,28 +2,13 @@
 # KgCoOp, base-to-novel: evaluate the model of base2new_train.sh (same W, env, default 8.0) on the novel classes
 # (SUB=base: on the base classes).
 #   bash scripts/kgcoop/base2new_test.sh <dataset> <seed> [KEY VALUE ...]
-# Loads epoch LOADEP (env; default: OPTIM.MAX_EPOCH of the KEY VALUE args, else of the yaml).
-# Paths: DATA, OUTPUT (env).
+# Protocol, output folders, LOADEP / SUB / XD_SOURCE: scripts/protocols.sh.
 set -euo pipefail
-source "$(dirname "$0")/../common.sh"
-if [ $# -lt 2 ]; then echo "usage: $0 <dataset> <seed> [KEY VALUE ...]" >&2; exit 2; fi
-DATASET=$1; SEED=$2; shift 2
-require_dataset "${DATASET}"
 TRAINER=KgCoOp
-CFG=vit_b16_ep100_ctxv1
-SHOTS=16
+CFG="${CFG:-vit_b16_ep100_ctxv1}"
+METHOD_DIR=kgcoop
 W=${W:-8.0}
-SUB=${SUB:-new}
-CFG_FILE="configs/trainers/${TRAINER}/${CFG}.yaml"
-LOADEP=$(load_epoch "${CFG_FILE}" "$@")  # LOADEP, else the last OPTIM.MAX_EPOCH override, else the yaml's
-COMMON_DIR="${DATASET}/shots_${SHOTS}_${W}/${TRAINER}/${CFG}/seed${SEED}"
-
-run "${PYTHON}" train.py \
-    --root "${DATA}" --seed "${SEED}" --trainer ${TRAINER} \
-    --dataset-config-file "configs/datasets/${DATASET}.yaml" \
-    --config-file "${CFG_FILE}" \
-    --output-dir "${OUTPUT}/base2new/test_${SUB}/${COMMON_DIR}" \
-    --model-dir "${OUTPUT}/base2new/train_base/${COMMON_DIR}" \
-    --load-epoch "${LOADEP}" --eval-only \
-    TRAINER.COOP.N_CTX 4 TRAINER.COOP.CSC False TRAINER.COOP.CLASS_TOKEN_POSITION end \
-    DATASET.NUM_SHOTS ${SHOTS} DATASET.SUBSAMPLE_CLASSES "${SUB}" "$@"
+SHOTS_DIR="shots_16_${W}"  # upstream's folder name carries the weight
+METHOD_OPTS=(TRAINER.COOP.N_CTX 4 TRAINER.COOP.CSC False TRAINER.COOP.W "${W}" TRAINER.COOP.CLASS_TOKEN_POSITION end)
+source "$(dirname "$0")/../protocols.sh"
+b2n_test "$@"

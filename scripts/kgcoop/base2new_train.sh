@@ -3,22 +3,13 @@
 # a float); the test at the end of training is on the base-class test images. Novel accuracy:
 # scripts/kgcoop/base2new_test.sh with the same <dataset> <seed> (and W).
 #   bash scripts/kgcoop/base2new_train.sh <dataset> <seed> [KEY VALUE ...]
-# Paths: DATA, OUTPUT (env).
+# Protocol, output folders, LOADEP / SUB / XD_SOURCE: scripts/protocols.sh.
 set -euo pipefail
-source "$(dirname "$0")/../common.sh"
-if [ $# -lt 2 ]; then echo "usage: $0 <dataset> <seed> [KEY VALUE ...]" >&2; exit 2; fi
-DATASET=$1; SEED=$2; shift 2
-require_dataset "${DATASET}"
 TRAINER=KgCoOp
-CFG=vit_b16_ep100_ctxv1
-SHOTS=16
+CFG="${CFG:-vit_b16_ep100_ctxv1}"
+METHOD_DIR=kgcoop
 W=${W:-8.0}
-DIR="${OUTPUT}/base2new/train_base/${DATASET}/shots_${SHOTS}_${W}/${TRAINER}/${CFG}/seed${SEED}"
-
-run "${PYTHON}" train.py \
-    --root "${DATA}" --seed "${SEED}" --trainer ${TRAINER} \
-    --dataset-config-file "configs/datasets/${DATASET}.yaml" \
-    --config-file "configs/trainers/${TRAINER}/${CFG}.yaml" \
-    --output-dir "${DIR}" \
-    TRAINER.COOP.N_CTX 4 TRAINER.COOP.CSC False TRAINER.COOP.W "${W}" TRAINER.COOP.CLASS_TOKEN_POSITION end \
-    DATASET.NUM_SHOTS ${SHOTS} DATASET.SUBSAMPLE_CLASSES base "$@"
+SHOTS_DIR="shots_16_${W}"  # upstream's folder name carries the weight
+METHOD_OPTS=(TRAINER.COOP.N_CTX 4 TRAINER.COOP.CSC False TRAINER.COOP.W "${W}" TRAINER.COOP.CLASS_TOKEN_POSITION end)
+source "$(dirname "$0")/../protocols.sh"
+b2n_train "$@"

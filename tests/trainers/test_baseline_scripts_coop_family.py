@@ -199,7 +199,8 @@ def test_coop_fewshot_defaults_follow_the_paper(assets, tmp_path, args, config, 
 
 def _pretend_trained(out, trainer: str, cfg: str, dataset: str, seed: str = "1") -> None:
     """The train scripts' output folders (the shared test protocol refuses to run without them)."""
-    (out / "base2new" / "train_base" / dataset / "shots_16" / trainer / cfg / f"seed{seed}").mkdir(parents=True, exist_ok=True)
+    shots = "shots_16_8.0" if trainer == "KgCoOp" else "shots_16"  # KgCoOp's folder carries its weight W
+    (out / "base2new" / "train_base" / dataset / shots / trainer / cfg / f"seed{seed}").mkdir(parents=True, exist_ok=True)
     (out / "imagenet" / trainer / f"{cfg}_16shots" / f"seed{seed}").mkdir(parents=True, exist_ok=True)
 
 
@@ -216,7 +217,7 @@ def _pretend_trained(out, trainer: str, cfg: str, dataset: str, seed: str = "1")
     ],
 )
 def test_test_scripts_load_the_epoch_the_config_trains_for(assets, tmp_path, args, config, epoch):
-    _pretend_trained(tmp_path, "CoCoOp", "vit_b16_c4_ep10_batch1_ctxv1", "caltech101")
+    _pretend_trained(tmp_path, *config.split("/"), args[1])
     _, argv = script(assets, tmp_path, *args)
     assert option(argv, "--config-file") == f"configs/trainers/{config}.yaml"
     assert option(argv, "--load-epoch") == epoch
