@@ -16,8 +16,10 @@ import warnings
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from dassl.engine import TrainerX
+from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
 
 from .backbone import load_clip
@@ -92,8 +94,14 @@ class PromptTrainer(TrainerX):
         return batch["img"].to(self.device), batch["label"].to(self.device)
 
     def compute_loss(self, image: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """The method's loss and a summary dict of floats for the log line."""
-        raise NotImplementedError
+        """The method's loss and a summary dict of floats for the log line.
+
+        Default: cross-entropy on the model's logits (CoOp, CoCoOp, MaPLe, IVLP, VPT); methods with other losses
+        override it.
+        """
+        logits = self.model(image)  # (batch, n_cls)
+        loss = F.cross_entropy(logits, label)
+        return loss, {"loss": loss.item(), "acc": compute_accuracy(logits, label)[0].item()}
 
     def forward_backward(self, batch) -> dict:
         image, label = self.parse_batch_train(batch)

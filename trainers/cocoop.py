@@ -20,7 +20,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dassl.engine import TRAINER_REGISTRY
-from dassl.metrics import compute_accuracy
 
 from .base import PromptTrainer
 from .prompting import TextEncoder, TextPromptLearner, freeze_all_but
@@ -84,7 +83,3 @@ class CoCoOp(PromptTrainer):
         freeze_all_but(model, [model.prompt_learner])
         self.register_prompt_model(model, registered=model.prompt_learner)
 
-    def compute_loss(self, image, label):
-        logits = self.model(image)
-        loss = F.cross_entropy(logits, label)
-        return loss, {"loss": loss.item(), "acc": compute_accuracy(logits, label)[0].item()}

@@ -17,10 +17,7 @@ Checkpoint folder ``VLPromptLearner/``; our keys map to upstream's through ``IVL
 
 from __future__ import annotations
 
-import torch.nn.functional as F
-
 from dassl.engine import TRAINER_REGISTRY
-from dassl.metrics import compute_accuracy
 
 from .base import PromptTrainer
 from .prompt_models import IVLPCLIP
@@ -58,10 +55,6 @@ class IVLP(PromptTrainer):
         freeze_all_but(model, model.trainable_modules())
         self.register_prompt_model(model)
 
-    def compute_loss(self, image, label):
-        logits = self.model(image)  # (batch, n_cls)
-        loss = F.cross_entropy(logits, label)
-        return loss, {"loss": loss.item(), "acc": compute_accuracy(logits, label)[0].item()}
 
     def upstream_key_map(self) -> dict[str, str]:
         """{upstream state_dict key: our key} for the trainable tensors."""

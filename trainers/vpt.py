@@ -23,7 +23,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dassl.engine import TRAINER_REGISTRY
-from dassl.metrics import compute_accuracy
 
 from .base import PromptTrainer
 from .prompting import CLASS_PROMPT, DeepPrompts, VisionPromptHooks, class_text_features, freeze_all_but
@@ -81,10 +80,6 @@ class VPT(PromptTrainer):
         freeze_all_but(model, model.trainable_modules())
         self.register_prompt_model(model)
 
-    def compute_loss(self, image, label):
-        logits = self.model(image)  # (batch, n_cls)
-        loss = F.cross_entropy(logits, label)
-        return loss, {"loss": loss.item(), "acc": compute_accuracy(logits, label)[0].item()}
 
     def upstream_key_map(self) -> dict[str, str]:
         return self.model.upstream_key_map()
