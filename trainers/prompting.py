@@ -239,6 +239,22 @@ class _PromptHooks:
             handle.remove()
         self._handles = []
 
+    def _make_replace(self, layer: int):
+        """A forward pre-hook for block ``layer`` that puts this layer's prompts into the tokens (``_splice``)."""
+
+        def hook(module, args, kwargs):
+            if self._current is None:
+                return None
+            x = args[0]
+            n = self._current[layer].shape[0]
+            prompt = self._expand(self._current[layer], x, self.batch_first)
+            return (self._splice(x, prompt, n), *args[1:]), kwargs
+
+        return hook
+
+    def _splice(self, x: torch.Tensor, prompt: torch.Tensor, n: int) -> torch.Tensor:
+        raise NotImplementedError
+
     @staticmethod
     def _expand(prompt: torch.Tensor, like: torch.Tensor, batch_first: bool) -> torch.Tensor:
         batch = like.shape[0] if batch_first else like.shape[1]
@@ -268,17 +284,9 @@ class VisionPromptHooks(_PromptHooks):
         # patch_dropout always sees batch-first tokens (B, 1 + grid^2, d)
         return torch.cat([output, self._expand(self._current[0], output, True)], dim=1)
 
-    def _make_replace(self, layer: int):
-        def hook(module, args, kwargs):
-            if self._current is None:
-                return None
-            x = args[0]
-            n = self._current[layer].shape[0]
-            prompt = self._expand(self._current[layer], x, self.batch_first)
-            x = torch.cat([x[:, :-n], prompt], dim=1) if self.batch_first else torch.cat([x[:-n], prompt], dim=0)
-            return (x, *args[1:]), kwargs
-
-        return hook
+    def _splice(self, x: torch.Tensor, prompt: torch.Tensor, n: int) -> torch.Tensor:
+        """The last ``n`` tokens are the previous block's prompts: replace them."""
+        return torch.cat([x[:, :-n], prompt], dim=1) if self.batch_first else torch.cat([x[:-n], prompt], dim=0)
 
 
 class TextPromptHooks(_PromptHooks):
@@ -294,20 +302,11 @@ class TextPromptHooks(_PromptHooks):
         for i in range(1, depth):
             self._handles.append(blocks[i].register_forward_pre_hook(self._make_replace(i), with_kwargs=True))
 
-    def _make_replace(self, layer: int):
-        def hook(module, args, kwargs):
-            if self._current is None:
-                return None
-            x = args[0]
-            n = self._current[layer].shape[0]
-            prompt = self._expand(self._current[layer], x, self.batch_first)
-            if self.batch_first:
-                x = torch.cat([x[:, :1], prompt, x[:, 1 + n :]], dim=1)
-            else:
-                x = torch.cat([x[:1], prompt, x[1 + n :]], dim=0)
-            return (x, *args[1:]), kwargs
-
-        return hook
+    def _splice(self, x: torch.Tensor, prompt: torch.Tensor, n: int) -> torch.Tensor:
+        """Positions 1..n (after SOS) hold the context: overwrite them."""
+        if self.batch_first:
+            return torch.cat([x[:, :1], prompt, x[:, 1 + n :]], dim=1)
+        return torch.cat([x[:1], prompt, x[1 + n :]], dim=0)
 
 
 # ----------------------------------------------------------------------------------------------------------
