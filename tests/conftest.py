@@ -73,3 +73,46 @@ def make_tiny_caltech(
                 split[part].append([relpath, label, names.get(folder, folder)])
     (dataset_dir / "split_zhou_Caltech101.json").write_text(json.dumps(split))
     return root
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread, which also keeps them fast on a busy machine (opt in per module)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_tiny_demo(root: Path, *, seed: int, layers: int = 2, text_layers: int | None = None) -> tuple[Path, Path]:
+    """The demo dataset at 32 px and a tiny ViT-B/16-shaped CLIP under ``root``: (data root, checkpoint)."""
+    from datasets.demo import make_demo_dataset
+    from tools.make_tiny_clip import make_tiny_clip, save_tiny_clip
+
+    make_demo_dataset(root / "data", size=32)
+    ckpt = root / "ViT-B-16.pt"
+    save_tiny_clip(make_tiny_clip("student", image_size=32, layers=layers, text_layers=text_layers, seed=seed), ckpt)
+    return root / "data", ckpt
+
+
+def run_tiny(assets: tuple[Path, Path], trainer: str, config: str, out: Path, *opts: str, flags=()):
+    """``train.py`` in-process on ``make_tiny_demo``'s assets: 1 epoch, 2 shots of the base classes, fp32.
+
+    ``config``: ``<Trainer>/<stem>`` under configs/trainers; ``opts`` come last, so they override.
+    """
+    import train
+
+    data, ckpt = assets
+    node = trainer.upper() if trainer != "KgCoOp" else "COOP"  # the TRAINER.<node> holding PREC
+    argv = [
+        "--root", str(data), "--seed", "1", "--trainer", trainer,
+        "--dataset-config-file", str(REPO_ROOT / "configs/datasets/demo.yaml"),
+        "--config-file", str(REPO_ROOT / "configs/trainers" / f"{config}.yaml"),
+        "--output-dir", str(out), *flags,
+        "MODEL.BACKBONE.PATH", str(ckpt), "INPUT.SIZE", "(32, 32)", "OPTIM.MAX_EPOCH", "1",
+        "DATALOADER.NUM_WORKERS", "0", "DATASET.NUM_SHOTS", "2", "DATASET.SUBSAMPLE_CLASSES", "base",
+        f"TRAINER.{node}.PREC", "fp32", "USE_CUDA", USE_CUDA_OPT, *opts,
+    ]  # fmt: skip
+    return train.run(train.build_parser().parse_args(argv))

@@ -7,46 +7,24 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import train
-from datasets.demo import make_demo_dataset
-from tests.conftest import REPO_ROOT, USE_CUDA_OPT
-from tools.make_tiny_clip import TINY_CLIP_SPECS, make_tiny_clip, save_tiny_clip
+from tests.conftest import make_tiny_demo, run_tiny
+from tools.make_tiny_clip import TINY_CLIP_SPECS
 from trainers.cocoop import CoCoOpPromptLearner
 
 TINY = TINY_CLIP_SPECS["student"]  # embed (= vision output) dim v = 512, text width d = 64
 UPSTREAM_KEYS = ["ctx"] + [f"meta_net.{layer}.{p}" for layer in ("linear1", "linear2") for p in ("weight", "bias")]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, which also keeps them fast on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cocoop")
-    make_demo_dataset(root / "data", size=32)
-    ckpt = root / "ViT-B-16.pt"
-    save_tiny_clip(make_tiny_clip("student", image_size=32, layers=2, seed=1), ckpt)
-    return root / "data", ckpt
+    return make_tiny_demo(tmp_path_factory.mktemp("cocoop"), layers=2, seed=1)
 
 
 def run(assets, out, *opts: str, flags: tuple[str, ...] = ("--no-train",)):
-    data, ckpt = assets
-    argv = [
-        "--root", str(data), "--seed", "1", "--trainer", "CoCoOp",
-        "--dataset-config-file", str(REPO_ROOT / "configs/datasets/demo.yaml"),
-        "--config-file", str(REPO_ROOT / "configs/trainers/CoCoOp/vit_b16_c4_ep10_batch1_ctxv1.yaml"),
-        "--output-dir", str(out), *flags,
-        "MODEL.BACKBONE.PATH", str(ckpt), "INPUT.SIZE", "(32, 32)", "OPTIM.MAX_EPOCH", "1",
-        "DATALOADER.NUM_WORKERS", "0", "DATASET.NUM_SHOTS", "2", "DATASET.SUBSAMPLE_CLASSES", "base",
-        "TRAINER.COCOOP.PREC", "fp32", "USE_CUDA", USE_CUDA_OPT, *opts,
-    ]  # fmt: skip
-    return train.run(train.build_parser().parse_args(argv))
+    return run_tiny(assets, "CoCoOp", "CoCoOp/vit_b16_c4_ep10_batch1_ctxv1", out, *opts, flags=flags)
 
 
 def one_batch(trainer, size: int = 4):

@@ -9,19 +9,13 @@ import pytest
 import torch
 
 import train
-from datasets.demo import make_demo_dataset
-from tests.conftest import REPO_ROOT, USE_CUDA_OPT
-from tools.make_tiny_clip import make_tiny_clip, save_tiny_clip
+from tests.conftest import REPO_ROOT, USE_CUDA_OPT, make_tiny_demo
 from trainers.base import CheckpointMismatchError
 
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("coop")
-    make_demo_dataset(root / "data", size=32)
-    ckpt = root / "ViT-B-16.pt"
-    save_tiny_clip(make_tiny_clip("student", image_size=32, layers=2, seed=1), ckpt)
-    return root / "data", ckpt
+    return make_tiny_demo(tmp_path_factory.mktemp("coop"), layers=2, seed=1)
 
 
 def run(assets, out, *opts: str, eval_only: tuple[str, ...] = ()):

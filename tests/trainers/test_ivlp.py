@@ -5,11 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-import train
 from dassl.config import get_cfg_default, merge_cfg_from_file
-from datasets.demo import make_demo_dataset
-from tests.conftest import REPO_ROOT, USE_CUDA_OPT
-from tools.make_tiny_clip import TINY_CLIP_SPECS, make_tiny_clip, save_tiny_clip
+from tests.conftest import REPO_ROOT, make_tiny_demo, run_tiny
+from tools.make_tiny_clip import TINY_CLIP_SPECS
 from trainers.backbone import load_clip
 from trainers.config import extend_cfg
 
@@ -20,25 +18,11 @@ CONFIGS = REPO_ROOT / "configs" / "trainers" / "IVLP"
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ivlp")
-    make_demo_dataset(root / "data", size=32)
-    ckpt = root / "ViT-B-16.pt"
-    save_tiny_clip(make_tiny_clip("student", image_size=32, layers=4, text_layers=4, seed=21), ckpt)
-    return root / "data", ckpt
+    return make_tiny_demo(tmp_path_factory.mktemp("ivlp"), layers=4, text_layers=4, seed=21)
 
 
 def run(assets, out, *opts: str, config: str = "vit_b16_c2_ep20_batch4_4+4ctx", cli: tuple[str, ...] = ()):
-    data, ckpt = assets
-    argv = [
-        "--root", str(data), "--seed", "1", "--trainer", "IVLP",
-        "--dataset-config-file", str(REPO_ROOT / "configs/datasets/demo.yaml"),
-        "--config-file", str(CONFIGS / f"{config}.yaml"),
-        "--output-dir", str(out), *cli,
-        "MODEL.BACKBONE.PATH", str(ckpt), "INPUT.SIZE", "(32, 32)", "OPTIM.MAX_EPOCH", "1",
-        "DATALOADER.NUM_WORKERS", "0", "DATASET.NUM_SHOTS", "2", "DATASET.SUBSAMPLE_CLASSES", "base",
-        "TRAINER.IVLP.PREC", "fp32", "USE_CUDA", USE_CUDA_OPT, *opts,
-    ]  # fmt: skip
-    return train.run(train.build_parser().parse_args(argv))
+    return run_tiny(assets, "IVLP", f"IVLP/{config}", out, *opts, flags=cli)
 
 
 def depth_opts(n_t: int, n_v: int, j_t: int, j_v: int) -> tuple[str, ...]:

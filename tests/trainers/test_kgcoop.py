@@ -6,10 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import train
-from datasets.demo import make_demo_dataset
-from tests.conftest import REPO_ROOT, USE_CUDA_OPT
-from tools.make_tiny_clip import TINY_CLIP_SPECS, make_tiny_clip, save_tiny_clip
+from tests.conftest import make_tiny_demo, run_tiny
+from tools.make_tiny_clip import TINY_CLIP_SPECS
 from trainers.backbone import load_clip
 from trainers.kgcoop import kg_loss, kgcoop_template
 from trainers.prompting import tokenize
@@ -19,36 +17,16 @@ from trainers.zsclip import encode_class_prompts
 D = TINY_CLIP_SPECS["student"]["text_width"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, which also keeps them fast on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("kgcoop")
-    make_demo_dataset(root / "data", size=32)
-    ckpt = root / "ViT-B-16.pt"
-    save_tiny_clip(make_tiny_clip("student", image_size=32, layers=2, seed=1), ckpt)
-    return root / "data", ckpt
+    return make_tiny_demo(tmp_path_factory.mktemp("kgcoop"), layers=2, seed=1)
 
 
 def run(assets, out, *opts: str, flags: tuple[str, ...] = ("--no-train",)):
-    data, ckpt = assets
-    argv = [
-        "--root", str(data), "--seed", "1", "--trainer", "KgCoOp",
-        "--dataset-config-file", str(REPO_ROOT / "configs/datasets/demo.yaml"),
-        "--config-file", str(REPO_ROOT / "configs/trainers/KgCoOp/vit_b16_ep100_ctxv1.yaml"),
-        "--output-dir", str(out), *flags,
-        "MODEL.BACKBONE.PATH", str(ckpt), "INPUT.SIZE", "(32, 32)", "OPTIM.MAX_EPOCH", "1",
-        "DATALOADER.NUM_WORKERS", "0", "DATASET.NUM_SHOTS", "2", "DATASET.SUBSAMPLE_CLASSES", "base",
-        "TRAINER.COOP.PREC", "fp32", "TRAINER.COOP.W", "8.0", "USE_CUDA", USE_CUDA_OPT, *opts,
-    ]  # fmt: skip
-    return train.run(train.build_parser().parse_args(argv))
+    return run_tiny(assets, "KgCoOp", "KgCoOp/vit_b16_ep100_ctxv1", out, "TRAINER.COOP.W", "8.0", *opts, flags=flags)
 
 
 def fixed_batch(trainer):

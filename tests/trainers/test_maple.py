@@ -6,11 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-import train
 from dassl.config import get_cfg_default, merge_cfg_from_file
-from datasets.demo import make_demo_dataset
-from tests.conftest import REPO_ROOT, USE_CUDA_OPT
-from tools.make_tiny_clip import TINY_CLIP_SPECS, make_tiny_clip, save_tiny_clip
+from tests.conftest import REPO_ROOT, make_tiny_demo, run_tiny
+from tools.make_tiny_clip import TINY_CLIP_SPECS
 from trainers.config import extend_cfg
 
 TEXT_WIDTH = TINY_CLIP_SPECS["student"]["text_width"]  # d_t
@@ -19,25 +17,11 @@ VISION_WIDTH = TINY_CLIP_SPECS["student"]["vision_width"]  # d_v
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("maple")
-    make_demo_dataset(root / "data", size=32)
-    ckpt = root / "ViT-B-16.pt"
-    save_tiny_clip(make_tiny_clip("student", image_size=32, layers=4, text_layers=4, seed=23), ckpt)
-    return root / "data", ckpt
+    return make_tiny_demo(tmp_path_factory.mktemp("maple"), layers=4, text_layers=4, seed=23)
 
 
 def run(assets, out, *opts: str, cli: tuple[str, ...] = ()):
-    data, ckpt = assets
-    argv = [
-        "--root", str(data), "--seed", "1", "--trainer", "MaPLe",
-        "--dataset-config-file", str(REPO_ROOT / "configs/datasets/demo.yaml"),
-        "--config-file", str(REPO_ROOT / "configs/trainers/MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml"),
-        "--output-dir", str(out), *cli,
-        "MODEL.BACKBONE.PATH", str(ckpt), "INPUT.SIZE", "(32, 32)", "OPTIM.MAX_EPOCH", "1",
-        "DATALOADER.NUM_WORKERS", "0", "DATASET.NUM_SHOTS", "2", "DATASET.SUBSAMPLE_CLASSES", "base",
-        "TRAINER.MAPLE.PREC", "fp32", "TRAINER.MAPLE.PROMPT_DEPTH", "3", "USE_CUDA", USE_CUDA_OPT, *opts,
-    ]  # fmt: skip
-    return train.run(train.build_parser().parse_args(argv))
+    return run_tiny(assets, "MaPLe", "MaPLe/vit_b16_c2_ep5_batch4_2ctx", out, "TRAINER.MAPLE.PROMPT_DEPTH", "3", *opts, flags=cli)
 
 
 @pytest.mark.parametrize("n, j", [(2, 3), (2, 1), (4, 4)])
