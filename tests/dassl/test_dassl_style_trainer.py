@@ -11,21 +11,15 @@ import torch
 import train
 from dassl.engine import build_trainer
 from dassl.utils import set_random_seed
-from datasets.demo import make_demo_dataset
-from tests.conftest import REPO_ROOT, USE_CUDA_OPT
+from tests.conftest import REPO_ROOT, USE_CUDA_OPT, make_tiny_demo
 from tests.dassl import dassl_style_plugin  # noqa: F401  (registers ToyFolders and CoOpStyle)
-from tools.make_tiny_clip import make_tiny_clip, save_tiny_clip
 
 MAX_EPOCH = 3
 
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("assets")
-    make_demo_dataset(root / "data", size=32)
-    ckpt = root / "ViT-B-16.pt"
-    save_tiny_clip(make_tiny_clip("student", image_size=32, layers=2, seed=5), ckpt)
-    return root / "data", ckpt
+    return make_tiny_demo(tmp_path_factory.mktemp("assets"), layers=2, seed=5)
 
 
 def _argv(data, ckpt, out, *extra: str) -> list[str]:

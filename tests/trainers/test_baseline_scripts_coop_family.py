@@ -8,45 +8,23 @@ once. One test runs a script with the real interpreter.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-import train
-from datasets.demo import make_demo_dataset
-from tests.conftest import REPO_ROOT, USE_CUDA_OPT
-from tools.make_tiny_clip import make_tiny_clip, save_tiny_clip
+from tests.conftest import REPO_ROOT, USE_CUDA_OPT, make_tiny_demo
+from tests.trainers.script_runner import make_recorder, option, replay, script
 
-SHIM = """#!/bin/bash
-# Stands in for python: records the argv of `python train.py ...` (NUL-separated); runs anything else.
-if [ "$1" = train.py ]; then shift; printf '%s\\0' "$@" > "${RECORD_ARGV}"; exit 0; fi
-exec "PYTHON_EXE" "$@"
-"""
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, which also keeps them fast on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
     root = tmp_path_factory.mktemp("coop_family_scripts")
-    make_demo_dataset(root / "data", size=32)
-    ckpt = root / "ViT-B-16.pt"
-    save_tiny_clip(make_tiny_clip("student", image_size=32, layers=2, seed=5), ckpt)
-    shim = root / "python-shim"
-    shim.write_text(SHIM.replace("PYTHON_EXE", sys.executable))
-    shim.chmod(0o755)
-    return {"data": root / "data", "ckpt": ckpt, "shim": shim}
+    data, ckpt = make_tiny_demo(root, layers=2, seed=5)
+    return {"data": data, "ckpt": ckpt, "recorder": make_recorder(root)}
 
 
 def tiny_opts(assets, prec_node: str) -> list[str]:
@@ -57,38 +35,10 @@ def tiny_opts(assets, prec_node: str) -> list[str]:
     ]  # fmt: skip
 
 
-def script(assets, output: Path, *args: str, python: str | None = None, **env: str) -> tuple[str, list[str]]:
-    """Run ``bash <args>``; return its stdout and the recorded train.py argv (empty with the real interpreter)."""
-    record = output / "argv.bin"
-    record.unlink(missing_ok=True)
-    environment = dict(
-        os.environ,
-        DATA=str(assets["data"]),
-        OUTPUT=str(output),
-        PYTHON=python or str(assets["shim"]),
-        RECORD_ARGV=str(record),
-        CUDA_VISIBLE_DEVICES="",
-        OMP_NUM_THREADS="1",
-        **env,
-    )
-    for name in ("LOADEP", "SUB", "W", "XD_SOURCE"):
-        if name not in env:
-            environment.pop(name, None)
-    output.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(["bash", *args], cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "+ " in proc.stdout and "train.py" in proc.stdout  # the script prints what it runs
-    argv = record.read_bytes().decode().split("\0")[:-1] if record.exists() else []
-    return proc.stdout, argv
 
 
-def option(argv: list[str], flag: str) -> str:
-    return argv[argv.index(flag) + 1]
 
 
-def replay(argv: list[str], monkeypatch):
-    monkeypatch.chdir(REPO_ROOT)  # the scripts run from the repository root (relative config paths)
-    return train.run(train.build_parser().parse_args(argv))
 
 
 # (prec node, train script + args, test script + args, train dir, test dir) relative to OUTPUT; XD_SOURCE=demo
