@@ -112,6 +112,23 @@ class DatasetInfo:
         return "" if self.paths_relative_to_dataset_dir else self.image_dir
 
 
+def _variant(stem: str, name: str, dataset_dir: str, image_dir: str, num_classes: int, test_size: int, **extra) -> DatasetInfo:
+    """An ImageNet variant: test-only class folders named by ImageNet's classnames.txt."""
+    return DatasetInfo(
+        stem=stem,
+        name=name,
+        dataset_dir=dataset_dir,
+        image_dir=image_dir,
+        layout="class_folders",
+        split_files=("classnames.txt",),
+        num_classes=num_classes,
+        test_size=test_size,
+        sizes_source=_VARIANT_SIZES,
+        archive=f"{dataset_dir}.zip",
+        **extra,
+    )
+
+
 def _json(
     stem: str,
     name: str,
@@ -184,58 +201,13 @@ _ENTRIES: tuple[DatasetInfo, ...] = (
     _json("dtd", "DescribableTextures", "dtd", "images", 47, (2820, 864, 828), aliases=("textures",)),
     _json("eurosat", "EuroSAT", "eurosat", "2750", 10, (13500, 4200, 3900)),
     _json("ucf101", "UCF101", "ucf101", "UCF-101-midframes", 101, (7639, 1934, 1849)),
-    DatasetInfo(
-        stem="imagenetv2",
-        name="ImageNetV2",
-        dataset_dir="imagenetv2",
-        image_dir="imagenetv2-matched-frequency-format-val",
-        layout="class_folders",
-        split_files=("classnames.txt",),
-        num_classes=1000,
-        test_size=10_000,
-        sizes_source=_VARIANT_SIZES,
-        archive="imagenetv2.zip",
-        class_folder_names="index",
-        aliases=("imagenet-v2", "imagenet_v2"),
-    ),
-    DatasetInfo(
-        stem="imagenet_sketch",
-        name="ImageNetSketch",
-        dataset_dir="imagenet-sketch",
-        image_dir="images",
-        layout="class_folders",
-        split_files=("classnames.txt",),
-        num_classes=1000,
-        test_size=50_889,
-        sizes_source=_VARIANT_SIZES,
-        archive="imagenet-sketch.zip",
-    ),
-    DatasetInfo(
-        stem="imagenet_a",
-        name="ImageNetA",
-        dataset_dir="imagenet-adversarial",
-        image_dir="imagenet-a",
-        layout="class_folders",
-        split_files=("classnames.txt",),
-        num_classes=200,
-        test_size=7_500,
-        sizes_source=_VARIANT_SIZES,
-        archive="imagenet-adversarial.zip",
-        aliases=("imagenet-a", "imagenet_adversarial"),
-    ),
-    DatasetInfo(
-        stem="imagenet_r",
-        name="ImageNetR",
-        dataset_dir="imagenet-rendition",
-        image_dir="imagenet-r",
-        layout="class_folders",
-        split_files=("classnames.txt",),
-        num_classes=200,
-        test_size=30_000,
-        sizes_source=_VARIANT_SIZES,
-        archive="imagenet-rendition.zip",
-        aliases=("imagenet-r", "imagenet_rendition"),
-    ),
+    _variant("imagenetv2", "ImageNetV2", "imagenetv2", "imagenetv2-matched-frequency-format-val", 1000, 10_000,
+             class_folder_names="index", aliases=("imagenet-v2", "imagenet_v2")),
+    _variant("imagenet_sketch", "ImageNetSketch", "imagenet-sketch", "images", 1000, 50_889),
+    _variant("imagenet_a", "ImageNetA", "imagenet-adversarial", "imagenet-a", 200, 7_500,
+             aliases=("imagenet-a", "imagenet_adversarial")),
+    _variant("imagenet_r", "ImageNetR", "imagenet-rendition", "imagenet-r", 200, 30_000,
+             aliases=("imagenet-r", "imagenet_rendition")),
 )
 # fmt: on
 
