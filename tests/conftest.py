@@ -116,3 +116,31 @@ def run_tiny(assets: tuple[Path, Path], trainer: str, config: str, out: Path, *o
         f"TRAINER.{node}.PREC", "fp32", "USE_CUDA", USE_CUDA_OPT, *opts,
     ]  # fmt: skip
     return train.run(train.build_parser().parse_args(argv))
+
+
+def forward_backward_on_one_batch(trainer, steps: int = 6) -> list[float]:
+    """The trainer's own step ``steps`` times on one fixed batch (no LR change); returns the losses. Afterwards
+    asserts that frozen tensors got no gradient and every trainable one a non-zero gradient."""
+    batch = next(iter(trainer.train_loader_x))
+    trainer.batch_idx, trainer.num_batches = 0, 10**6  # no LR step inside forward_backward
+    trainer.set_model_mode("train")
+    losses = [trainer.forward_backward(batch)["loss"] for _ in range(steps)]
+    params = list(trainer.model.parameters())
+    assert all(p.grad is None for p in params if not p.requires_grad)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in params if p.requires_grad)
+    return losses
+
+
+def sgd_losses(trainer, images, labels, params, steps: int = 6, lr: float = 0.002) -> list[float]:
+    """SGD (momentum 0.9) on ``trainer.compute_loss`` over one fixed batch; returns the losses."""
+    import torch
+
+    optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9)
+    losses = []
+    for _ in range(steps):
+        loss, _ = trainer.compute_loss(images, labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses

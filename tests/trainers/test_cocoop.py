@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tests.conftest import make_tiny_demo, run_tiny
+from tests.conftest import make_tiny_demo, run_tiny, sgd_losses
 from tools.make_tiny_clip import TINY_CLIP_SPECS
 from trainers.cocoop import CoCoOpPromptLearner
 
@@ -108,15 +108,7 @@ def test_each_image_gets_its_own_context(assets, tmp_path):
 def test_a_few_steps_on_one_batch_lower_the_loss(assets, tmp_path):
     trainer = run(assets, tmp_path)
     images, labels = one_batch(trainer)
-    params = [p for p in trainer.model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=0.002, momentum=0.9)
-    losses = []
-    for _ in range(6):
-        loss, _ = trainer.compute_loss(images, labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = sgd_losses(trainer, images, labels, [p for p in trainer.model.parameters() if p.requires_grad])
     assert losses[-1] < losses[0], losses
 
 

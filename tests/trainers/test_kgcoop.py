@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.conftest import make_tiny_demo, run_tiny
+from tests.conftest import make_tiny_demo, run_tiny, sgd_losses
 from tools.make_tiny_clip import TINY_CLIP_SPECS
 from trainers.backbone import load_clip
 from trainers.kgcoop import kg_loss, kgcoop_template
@@ -118,14 +118,7 @@ def test_a_few_steps_on_one_batch_lower_the_loss(assets, tmp_path):
     trainer = run(assets, tmp_path)
     perturb_context(trainer, std=0.1)
     images, labels = fixed_batch(trainer)
-    optimizer = torch.optim.SGD([trainer.model.prompt_learner.ctx], lr=0.002, momentum=0.9)
-    losses = []
-    for _ in range(6):
-        loss, _ = trainer.compute_loss(images, labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = sgd_losses(trainer, images, labels, [trainer.model.prompt_learner.ctx])
     assert losses[-1] < losses[0], losses
 
 
