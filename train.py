@@ -19,11 +19,11 @@ import torch
 
 import datasets  # noqa: F401  (registers the datasets)
 import trainers  # noqa: F401  (registers the trainers)
-from dassl.config import ConfigError, get_cfg_default, merge_cfg_from_file, merge_cfg_from_list
+from dassl.config import get_cfg_default, merge_cfg_from_file, merge_cfg_from_list
 from dassl.engine import build_trainer
 from dassl.utils import atomic_write_text, collect_env_info, set_random_seed, setup_logger
 from dassl.utils.distributed import init_distributed, is_main_process, rank, world_size
-from trainers.backbone import ClipCheckpointError
+from dassl.utils.errors import DEBUG_ENV_VAR, NonFiniteError, UserError, run_entry_point
 from trainers.config import extend_cfg
 
 __all__ = ["extend_cfg", "setup_cfg", "reset_cfg", "main", "build_parser"]
@@ -97,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-dir", type=str, default="", help="load model from this directory for eval-only mode")
     parser.add_argument("--load-epoch", type=int, help="load model weights at this epoch for evaluation")
     parser.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
+    parser.add_argument("--debug", action="store_true", help=f"tracebacks instead of error messages (= {DEBUG_ENV_VAR}=1)")
     parser.add_argument(
         "opts", default=None, nargs=argparse.REMAINDER, help="modify config options using the command-line"
     )
@@ -139,13 +140,23 @@ def run(args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The CLI: a user error (docs/errors.md) is one ``Error:`` message and exit code 2 (3: non-finite values)."""
     args = build_parser().parse_args(argv)
-    try:
-        run(args)
-    except (ConfigError, ClipCheckpointError) as err:
-        print(f"\nError: {err}", file=sys.stderr)
-        return 2
-    return 0
+    if args.debug:
+        os.environ[DEBUG_ENV_VAR] = "1"
+
+    def body() -> None:
+        try:
+            run(args)
+        except FloatingPointError as err:
+            if isinstance(err, UserError):
+                raise
+            raise NonFiniteError(
+                f"training stopped on a non-finite value ({err}). Lower OPTIM.LR, or with TRAINER.<METHOD>.PREC "
+                f"fp16 use amp or bf16; {DEBUG_ENV_VAR}=1 shows where it happened."
+            ) from err
+
+    return run_entry_point(body)
 
 
 if __name__ == "__main__":

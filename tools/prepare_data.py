@@ -48,6 +48,7 @@ if __package__ in (None, ""):  # run as `python tools/prepare_data.py` from anyw
 from tqdm import tqdm  # noqa: E402
 
 from dassl.utils.download import download_url, sha256_of_file  # noqa: E402
+from dassl.utils.errors import UserError  # noqa: E402
 from datasets.catalog import CATALOG, MIRROR_REPO, DatasetInfo, find_dataset, mirror_url  # noqa: E402
 
 __all__ = [
@@ -72,7 +73,7 @@ _USER_AGENT = "promptkd-toolkit-prepare-data/1.0 (+urllib)"
 _REDIRECT_CODES = (301, 302, 303, 307, 308)
 
 
-class PrepareError(RuntimeError):
+class PrepareError(UserError, RuntimeError):
     """A failure the user can fix; the message says how."""
 
 

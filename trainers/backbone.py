@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from dassl.utils.download import sha256_of_file
+from dassl.utils.errors import UserError
 
 if TYPE_CHECKING:  # open_clip is imported where a model is built: the download tool should start fast
     from open_clip.model import CLIP
@@ -65,7 +66,7 @@ VERIFIED_SUFFIX = ".sha256-ok"
 _NON_WEIGHT_KEYS = ("input_resolution", "context_length", "vocab_size")
 
 
-class ClipCheckpointError(RuntimeError):
+class ClipCheckpointError(UserError, RuntimeError):
     """A CLIP checkpoint is missing, corrupt or not in OpenAI's format; the message says how to fix it."""
 
 

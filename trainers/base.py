@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from dassl.engine import TrainerX
 from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
+from dassl.utils.errors import UserError
 
 from .backbone import load_clip
 from .precision import PRECISIONS, Precision
@@ -30,11 +31,8 @@ from .prompting import format_trainable_report
 REBUILT_KEYS = ("token_prefix", "token_suffix", "token_midfix", "tokenized_prompts")
 
 
-class CheckpointMismatchError(KeyError):
+class CheckpointMismatchError(UserError, KeyError):
     """A checkpoint lacks trainable tensors this model needs (or has them in another shape)."""
-
-    def __str__(self) -> str:  # KeyError would print the message quoted
-        return str(self.args[0])
 
 
 class PromptTrainer(TrainerX):

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from dassl.utils import load_checkpoint
 from dassl.utils.download import sha256_of_file
+from dassl.utils.errors import UserError
 from dassl.utils.torchtools import atomic_torch_save
 
 from .prompt_models import IVLPCLIP
@@ -30,7 +31,7 @@ _OURS_VISION = re.compile(r"^vision_prompts\.prompts\.layer(\d+)$")
 _OURS_TEXT = re.compile(r"^text_prompts\.prompts\.layer(\d+)$")
 
 
-class TeacherCheckpointError(ValueError):
+class TeacherCheckpointError(UserError, ValueError):
     """A teacher checkpoint that cannot be used as it is; the message says why and what to do."""
 
 

@@ -15,8 +15,10 @@ from typing import Any
 import yaml
 from yacs.config import CfgNode
 
+from dassl.utils.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A config file or override that cannot be merged; the message says what to change."""
 
 

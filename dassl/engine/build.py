@@ -10,7 +10,7 @@ TRAINER_REGISTRY = Registry("TRAINER")
 def build_trainer(cfg):
     """Instantiate the trainer registered under ``cfg.TRAINER.NAME``."""
     avai_trainers = TRAINER_REGISTRY.registered_names()
-    check_availability(cfg.TRAINER.NAME, avai_trainers)
+    check_availability(cfg.TRAINER.NAME, avai_trainers, "trainer", "--trainer / TRAINER.NAME")
     if cfg.VERBOSE:
         print(f"Loading trainer: {cfg.TRAINER.NAME}")
     return TRAINER_REGISTRY.get(cfg.TRAINER.NAME)(cfg)

@@ -8,6 +8,7 @@ import json
 import os
 import os.path as osp
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -18,7 +19,13 @@ import PIL
 import torch
 from PIL import Image
 
+from .errors import UserError
+
 __all__ = [
+    "UnknownNameError",
+    "FileWriteError",
+    "default_file_mode",
+    "temp_file_beside",
     "mkdir_if_missing",
     "check_isfile",
     "read_json",
@@ -57,20 +64,65 @@ def read_json(fpath: str) -> Any:
         return json.load(f)
 
 
+class FileWriteError(UserError, OSError):
+    """A file the toolkit writes could not be written (full disk, no permission, read-only folder)."""
+
+
+def default_file_mode() -> int:
+    """The mode ``open()`` gives a new file: ``0o666 & ~umask`` (``mkstemp`` would give 0600, unreadable to others)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    umask = os.umask(0)  # no /proc: read it the classic way (set and restore)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def temp_file_beside(fpath: str) -> tuple[int, str]:
+    """An open temp file (fd, path) in ``fpath``'s folder, with the usual permissions, for an atomic replace."""
+    dirname = osp.dirname(osp.abspath(fpath))
+    try:
+        mkdir_if_missing(dirname)
+        fd, tmp = tempfile.mkstemp(dir=dirname, prefix=f".{osp.basename(fpath)}.", suffix=".tmp")
+    except OSError as err:
+        raise write_failed(fpath, err) from err
+    os.fchmod(fd, default_file_mode())
+    return fd, tmp
+
+
+def write_failed(fpath: str, err: BaseException) -> FileWriteError:
+    """The error for a failed write of ``fpath``: what failed, the free space left there, and the fix."""
+    dirname = osp.dirname(osp.abspath(fpath))
+    try:
+        free = f"{shutil.disk_usage(dirname).free / 2**20:.0f} MiB free there"
+    except OSError:
+        free = "free space unknown"
+    reason = " ".join(f"{type(err).__name__}: {err}".split())[:200]
+    return FileWriteError(
+        f"Could not write {fpath} ({reason}; {free}). A full disk or a folder without write permission is the usual "
+        "cause. Fix: free space (or choose a folder with room, e.g. another --output-dir) and rerun the same "
+        "command; the previous version of the file, if any, is unchanged."
+    )
+
+
 def atomic_write_text(fpath: str, text: str) -> None:
     """Write a text file via a temp file + rename, so a crash never leaves half a file."""
-    dirname = osp.dirname(osp.abspath(fpath))
-    mkdir_if_missing(dirname)
-    fd, tmp = tempfile.mkstemp(dir=dirname, prefix=f".{osp.basename(fpath)}.", suffix=".tmp")
+    fd, tmp = temp_file_beside(fpath)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, fpath)
-    except BaseException:
+    except BaseException as err:
         if osp.exists(tmp):
             os.remove(tmp)
+        if isinstance(err, OSError) and not isinstance(err, FileWriteError):
+            raise write_failed(fpath, err) from err
         raise
 
 
@@ -146,13 +198,21 @@ def get_most_similar_str_to_a_from_b(a: str, b: list[str]) -> str:
     return best
 
 
-def check_availability(requested: str, available: list[str]) -> None:
-    """Raise a ValueError with a suggestion when ``requested`` is not among ``available``."""
+class UnknownNameError(UserError, ValueError):
+    """A registry name (trainer, dataset, ...) that nothing is registered under."""
+
+
+def check_availability(requested: str, available: list[str], what: str = "name", key: str = "") -> None:
+    """Raise ``UnknownNameError`` with a suggestion when ``requested`` is not among ``available``.
+
+    ``what`` names the kind of thing (``"trainer"``), ``key`` the config key / flag that sets it.
+    """
     if requested not in available:
         suggestion = get_most_similar_str_to_a_from_b(requested, available)
-        raise ValueError(
-            f"The requested one is expected to belong to {available}, but got [{requested}] "
-            f"(do you mean [{suggestion}]?)"
+        where = f" ({key})" if key else ""
+        raise UnknownNameError(
+            f"Unknown {what} '{requested}'{where}; registered: {', '.join(sorted(available))}. "
+            f"Did you mean '{suggestion}'? Names are case-sensitive."
         )
 
 

@@ -2,18 +2,23 @@
 
 Checkpoints are written atomically (temp file + ``os.replace``), so a run killed while saving never leaves a
 truncated file. They are read with ``torch.load(weights_only=True)``. Files written by upstream Dassl pickle
-Python objects (e.g. an LR scheduler); those are read with a restricted unpickler that rebuilds tensors and plain
-containers and replaces every other class by an inert placeholder: nothing is imported or executed.
+Python objects (the LR scheduler, holding the optimizer); those are read with the same weights-only unpickler,
+which then also accepts optimizer / scheduler classes as inert placeholders holding their plain data: nothing
+is imported or executed, and nothing else is accepted.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import os.path as osp
 import pickle
+import pickletools
 import random
-import tempfile
+import re
 import warnings
+import zipfile
 from collections import OrderedDict
 from typing import Any
 
@@ -21,7 +26,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .tools import atomic_write_text, mkdir_if_missing
+from .errors import UserError
+from .tools import FileWriteError, atomic_write_text, mkdir_if_missing, temp_file_beside, write_failed
 
 __all__ = [
     "save_checkpoint",
@@ -35,6 +41,9 @@ __all__ = [
     "get_rng_state",
     "set_rng_state",
     "UntrustedObject",
+    "UnsafeCheckpointError",
+    "CheckpointReadError",
+    "CheckpointNotFoundError",
 ]
 
 
@@ -43,18 +52,28 @@ __all__ = [
 
 
 def atomic_torch_save(obj: Any, fpath: str) -> None:
-    """``torch.save`` to a temp file in the same folder, then rename over ``fpath``."""
-    dirname = osp.dirname(osp.abspath(fpath))
-    mkdir_if_missing(dirname)
-    fd, tmp = tempfile.mkstemp(dir=dirname, prefix=f".{osp.basename(fpath)}.", suffix=".tmp")
+    """``torch.save`` to a temp file in the same folder (usual permissions), then rename over ``fpath``.
+
+    A failed write (full disk: torch reports ``basic_ios::clear: iostream error`` or ``file write failed``) is a
+    ``FileWriteError`` naming the file; the previous file stays as it was.
+    """
+    fd, tmp = temp_file_beside(fpath)
     os.close(fd)
     try:
         torch.save(obj, tmp)
         os.replace(tmp, fpath)
-    except BaseException:
+    except BaseException as err:
         if osp.exists(tmp):
             os.remove(tmp)
+        if isinstance(err, OSError) and not isinstance(err, FileWriteError) or _is_write_error(err):
+            raise write_failed(fpath, err) from err
         raise
+
+
+def _is_write_error(err: BaseException) -> bool:
+    """torch's C++ writer reports I/O failures as RuntimeErrors."""
+    text = str(err).lower()
+    return isinstance(err, RuntimeError) and any(s in text for s in ("iostream", "write failed", "failed writing"))
 
 
 def save_checkpoint(
@@ -93,93 +112,150 @@ def save_checkpoint(
 
 
 class UntrustedObject:
-    """Stands in for a class found in a legacy pickle that we refuse to import; keeps its args and state."""
+    """Stands in for an optimizer / scheduler object found in a legacy pickle: its class is never imported, its
+    pickled state (plain data) is kept in ``state``."""
 
     qualname = "?"
+    args: tuple = ()
+    kwargs: dict = {}
+    state: Any = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.args = args
         self.kwargs = kwargs
-        self.state: Any = None
 
     def __setstate__(self, state: Any) -> None:
         self.state = state
-
-    # A pickle may call what it built (``getattr(obj, "f")(...)``) or fill it like a dict or a list.
-    def __call__(self, *args: Any, **kwargs: Any) -> UntrustedObject:
-        return UntrustedObject(*args, **kwargs)
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self.__dict__.setdefault("items", {})[key] = value
-
-    def append(self, value: Any) -> None:
-        self.__dict__.setdefault("elements", []).append(value)
-
-    def extend(self, values: Any) -> None:
-        self.__dict__.setdefault("elements", []).extend(values)
 
     def __repr__(self) -> str:
         return f"<untrusted {self.qualname} (not imported)>"
 
 
-def _allowed_globals() -> dict[str, Any]:
-    from torch import _weights_only_unpickler
-
-    return dict(_weights_only_unpickler._get_allowed_globals())
+class UnsafeCheckpointError(UserError, pickle.UnpicklingError):
+    """A legacy checkpoint pickles something beyond tensors, containers and optimizer/scheduler data."""
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Only tensor-rebuilding functions and plain containers are real; every other global is a placeholder."""
-
-    replaced: set[str] = set()
-
-    def find_class(self, module: str, name: str) -> Any:
-        allowed = _allowed_globals()
-        key = f"{module}.{name}"
-        if key in allowed:
-            return allowed[key]
-        _RestrictedUnpickler.replaced.add(key)
-        return type(name, (UntrustedObject,), {"qualname": key, "__module__": "untrusted"})
+class CheckpointReadError(UserError, OSError):
+    """A checkpoint file that is missing, truncated or not a checkpoint."""
 
 
-class _RestrictedPickleModule:
-    """What ``torch.load(pickle_module=...)`` needs: an Unpickler class (and ``load`` for old formats)."""
+class CheckpointNotFoundError(CheckpointReadError, FileNotFoundError):
+    """No file at the checkpoint path."""
 
-    __name__ = "restricted_pickle"
-    Unpickler = _RestrictedUnpickler
 
-    @staticmethod
-    def load(file: Any, **kwargs: Any) -> Any:
-        return _RestrictedUnpickler(file, **kwargs).load()
+# Classes of the objects upstream Dassl checkpoints pickle (the LR scheduler and, inside it, the optimizer):
+# read as inert ``UntrustedObject`` placeholders holding their state, never imported.
+_PLACEHOLDER_MODULES = re.compile(r"^(torch\.optim|dassl\.optim)(\.\w+)*$")
+
+
+def _plain_defaultdict(default_factory: Any = None, *args: Any) -> dict:
+    """``collections.defaultdict`` in a legacy pickle (an optimizer's ``state``) becomes a plain dict."""
+    return dict(*args)
+
+
+def _pickled_globals(fpath: str) -> set[str]:
+    """``module.name`` of every GLOBAL / STACK_GLOBAL in a checkpoint's pickle (zip or legacy format), unexecuted."""
+    if zipfile.is_zipfile(fpath):
+        with zipfile.ZipFile(fpath) as archive:
+            streams = [archive.read(n) for n in archive.namelist() if n.endswith("data.pkl")]
+    else:
+        with open(fpath, "rb") as f:
+            streams = [f.read()]
+    found: set[str] = set()
+    for data in streams:
+        stream = io.BytesIO(data)
+        with contextlib.suppress(Exception):  # a legacy file continues with raw storage bytes after its pickles
+            while stream.tell() < len(data):
+                strings: list[str] = []
+                for opcode, arg, _ in pickletools.genops(stream):
+                    if opcode.name == "GLOBAL":
+                        module, name = str(arg).split(" ", 1)
+                        found.add(f"{'builtins' if module == '__builtin__' else module}.{name}")
+                    elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                        found.add(f"{strings[-2]}.{strings[-1]}")
+                    elif isinstance(arg, str):
+                        strings.append(arg)
+    return found
+
+
+def _legacy_safe_globals(names: set[str]) -> tuple[list[tuple[Any, str]], list[str]]:
+    """What ``torch.load(weights_only=True)`` may additionally accept for a legacy Dassl checkpoint: placeholders
+    for optimizer / scheduler classes and a plain dict for ``defaultdict``. Returns (safe globals, placeholders)."""
+    extra: list[tuple[Any, str]] = []
+    placeholders = []
+    for full in sorted(names):
+        module, _, name = full.rpartition(".")
+        if _PLACEHOLDER_MODULES.match(module) and name.isidentifier():
+            cls = type(name, (UntrustedObject,), {"qualname": full, "__module__": "untrusted"})
+            extra.append((cls, full))
+            placeholders.append(full)
+    if "collections.defaultdict" in names:
+        extra += [(_plain_defaultdict, "collections.defaultdict"), (dict, "builtins.dict")]
+    return extra, placeholders
+
+
+def _unpickler_reason(err: Exception) -> str:
+    """The one line of torch's weights-only message that says what was refused."""
+    text = str(err)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
+    text = text.split(" Please use `torch.serialization", 1)[0]
+    return " ".join(text.split())[:300]
+
+
+def _read_failed(fpath: str, err: BaseException) -> CheckpointReadError:
+    size = osp.getsize(fpath) if osp.isfile(fpath) else 0
+    reason = " ".join(f"{type(err).__name__}: {err}".split())[:200]
+    return CheckpointReadError(
+        f"Cannot read checkpoint {fpath} ({size} bytes): {reason}. The file is truncated or corrupt (a copy or a "
+        "save that was cut short) or not a torch checkpoint. Fix: copy or download it again; if a run wrote it, "
+        "delete it and rerun the same command (training resumes from the previous checkpoint or starts over)."
+    )
 
 
 def load_checkpoint(fpath: str, map_location: Any = None) -> Any:
     """Load a checkpoint on CPU (or ``map_location``), safely.
 
     Our own files load with ``weights_only=True``. A legacy file that pickles Python objects (upstream Dassl
-    checkpoints store the LR scheduler object) is read with the restricted unpickler; the objects it could not
-    import are listed in a printed note and appear as ``UntrustedObject`` placeholders.
+    checkpoints store the LR scheduler object) is read with the same weights-only unpickler, which additionally
+    accepts only the optimizer / scheduler objects, as ``UntrustedObject`` placeholders holding their plain data
+    (listed in a printed note). Anything else is refused (``UnsafeCheckpointError``); a truncated or corrupt file
+    is a ``CheckpointReadError`` that names it.
     """
     if fpath is None or not osp.exists(fpath):
-        raise FileNotFoundError(f'Checkpoint file not found at "{fpath}"')
+        raise CheckpointNotFoundError(f'Checkpoint file not found at "{fpath}"')
     if map_location is None:
         map_location = None if torch.cuda.is_available() else "cpu"
     try:
         return torch.load(fpath, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:
-        pass
-    _RestrictedUnpickler.replaced = set()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        checkpoint = torch.load(
-            fpath, map_location=map_location, weights_only=False, pickle_module=_RestrictedPickleModule
-        )
-    replaced = sorted(_RestrictedUnpickler.replaced)
+    except pickle.UnpicklingError as err:
+        first_error: Exception = err
+    except Exception as err:  # zip, EOF and seek errors of a truncated file all mean the same to the user
+        raise _read_failed(fpath, err) from err
+    extra, placeholders = _legacy_safe_globals(_pickled_globals(fpath))
+    if not extra:
+        raise _unsafe(fpath, first_error)
+    try:
+        with torch.serialization.safe_globals(extra):
+            checkpoint = torch.load(fpath, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise _unsafe(fpath, err) from err
+    except Exception as err:
+        raise _read_failed(fpath, err) from err
     print(
-        f"Note: {fpath} is a legacy checkpoint that pickles Python objects; it was read with a restricted "
-        f"unpickler and these were not imported: {', '.join(replaced) or 'none'}"
+        f"Note: {fpath} is a legacy checkpoint that pickles Python objects; it was read with the weights-only "
+        f"unpickler and these were kept as data, not imported: {', '.join(placeholders) or 'none'}"
     )
     return checkpoint
+
+
+def _unsafe(fpath: str, err: Exception) -> UnsafeCheckpointError:
+    return UnsafeCheckpointError(
+        f"Refusing to load {fpath}: it pickles more than tensors, containers and optimizer/scheduler data "
+        f"({_unpickler_reason(err)}). Nothing from it was imported or run. Use a checkpoint written by this "
+        "toolkit or by upstream Dassl/PromptSRC; if you trust this file, convert it yourself to a plain state dict "
+        "(torch.load(..., weights_only=False), then torch.save(state_dict, ...))."
+    )
 
 
 def get_rng_state() -> dict:

@@ -14,7 +14,7 @@ def build_dataset(cfg):
         raise RuntimeError(
             "No dataset is registered. Import the dataset package first (e.g. `import datasets`), as train.py does."
         )
-    check_availability(cfg.DATASET.NAME, avai_datasets)
+    check_availability(cfg.DATASET.NAME, avai_datasets, "dataset", "DATASET.NAME in --dataset-config-file")
     if cfg.VERBOSE:
         print(f"Loading dataset: {cfg.DATASET.NAME}")
     return DATASET_REGISTRY.get(cfg.DATASET.NAME)(cfg)
