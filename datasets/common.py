@@ -20,13 +20,16 @@ dataset classes pass the test split as ``val``) or ``val`` (the json ``val`` spl
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os.path as osp
 import pickle
+import shlex
 from typing import Any
 
 from dassl.data.datasets import DatasetBase, Datum
 from dassl.utils import mkdir_if_missing, read_json, write_json
+from dassl.utils.errors import UserError
 
 SUBSAMPLE_CHOICES = ("all", "base", "new")
 PROTOCOLS = ("auto", "standard", "transductive")
@@ -40,20 +43,110 @@ TRANSDUCTIVE_TRAINERS = ("PromptKD",)
 # split files
 
 
-def read_split(filepath: str, path_prefix: str, dataset: str = "<dataset>") -> tuple[list[Datum], list[Datum], list[Datum]]:
-    """Read a CoOp split json; image paths are joined to ``path_prefix``."""
+class DatasetError(UserError, ValueError):
+    """A dataset file (split json, class names) that cannot be used as it is; the message names it and the fix."""
+
+
+class DatasetNotFoundError(UserError, FileNotFoundError):
+    """A dataset folder or file that is not where the dataset class looks for it."""
+
+
+MAX_LISTED_PROBLEMS = 5
+
+
+def prepare_command(dataset: str, action: str = "--check", root: str | None = None) -> str:
+    """The ``tools/prepare_data.py`` command for a benchmark dataset (by class name or config stem)."""
+    from .catalog import find_dataset
+
+    try:
+        stem = find_dataset(dataset).stem
+    except KeyError:
+        stem = dataset
+    root_opt = f" --root {shlex.quote(root)}" if root else ""
+    return f"python tools/prepare_data.py{root_opt} {action} {stem}"
+
+
+def split_problems(split: Any, required: tuple[str, ...] = ("train", "test")) -> list[str]:
+    """What keeps a parsed CoOp split from being read: its shape (the ``required`` lists), malformed entries, a
+    label with two class names, labels outside ``0..n-1`` for the ``n`` classes it names (the model has ``n``
+    outputs, so a larger label fails deep in the loss). Empty when usable. ``tools/prepare_data.py`` applies the
+    same rules."""
+    if not isinstance(split, dict):
+        return [f"expected a json object with 'train', 'val' and 'test' lists, found a {type(split).__name__}"]
+    lacking = [part for part in required if not isinstance(split.get(part), list)]
+    if lacking:
+        return [f"lacks the list(s) {lacking} (needs {', '.join(repr(p) for p in required)})"]
+    bad: list[str] = []
+    first_name: dict[int, tuple[str, str]] = {}  # label -> (class name, where it was first seen)
+    clashes: dict[int, set[str]] = {}
+    for part in ("train", "val", "test"):
+        entries = split.get(part, [])
+        if not isinstance(entries, list):
+            bad.append(f"'{part}' is a {type(entries).__name__}, not a list")
+            continue
+        for index, entry in enumerate(entries):
+            where = f"{part}[{index}]"
+            if not (
+                isinstance(entry, list)
+                and len(entry) == 3
+                and isinstance(entry[0], str)
+                and isinstance(entry[1], int)
+                and not isinstance(entry[1], bool)
+                and isinstance(entry[2], str)
+            ):
+                bad.append(f"{where} = {json.dumps(entry)[:80]}")
+                continue
+            _, label, classname = entry
+            seen = first_name.setdefault(label, (classname, where))
+            if seen[0] != classname:
+                clashes.setdefault(label, {f"'{seen[0]}' ({seen[1]})"}).add(f"'{classname}' ({where})")
+    problems = []
+    if bad:
+        more = f"\n    ... and {len(bad) - MAX_LISTED_PROBLEMS} more" if len(bad) > MAX_LISTED_PROBLEMS else ""
+        listed = "".join(f"\n    {b}" for b in bad[:MAX_LISTED_PROBLEMS])
+        problems.append(f"{len(bad)} entries of the split are not [relative_path, int_label, classname]:{listed}{more}")
+    problems += [f"label {y} has more than one class name: {', '.join(sorted(n))}" for y, n in sorted(clashes.items())]
+    n_classes = len(first_name)
+    outside = sorted(y for y in first_name if not 0 <= y < n_classes)
+    if outside:
+        problems.append(
+            f"labels {outside} are beyond the class count: the split names {n_classes} classes, so the labels must "
+            f"be 0..{n_classes - 1} (label {outside[0]} first appears in {first_name[outside[0]][1]})"
+        )
+    return problems
+
+
+def read_split(
+    filepath: str, path_prefix: str, dataset: str = "<dataset>", fix: str | None = None
+) -> tuple[list[Datum], list[Datum], list[Datum]]:
+    """Read a CoOp split json; image paths are joined to ``path_prefix``.
+
+    A missing, unparsable or inconsistent file is a ``DatasetError`` that names it, says what is wrong (json
+    position, entries, labels) and gives ``fix`` (default: the ``prepare_data.py`` commands for ``dataset``).
+    """
+    fix = fix or (
+        f"check it with `{prepare_command(dataset)}`; a fresh copy comes with `{prepare_command(dataset, '--download')}`"
+    )
     if not osp.isfile(filepath):
-        raise FileNotFoundError(
-            f"Split file not found: {filepath}. Every benchmark needs the CoOp split json in its dataset folder: "
-            f"python tools/prepare_data.py --download {dataset} fetches it with the data."
+        raise DatasetNotFoundError(
+            f"Split file not found: {filepath}. Every benchmark needs the CoOp split json in its dataset folder. "
+            f"Fix: {fix}"
         )
     print(f"Reading split from {filepath}")
-    split = read_json(filepath)
-    if not isinstance(split, dict) or "train" not in split or "test" not in split:
-        raise ValueError(
-            f"Split file {filepath} must be a json object with 'train', 'val' and 'test' lists of "
-            "[relative_path, label, classname]; re-download it."
-        )
+    try:
+        split = read_json(filepath)
+    except json.JSONDecodeError as err:
+        raise DatasetError(
+            f"Split file {filepath} is not valid json: {err.msg} at line {err.lineno}, column {err.colno} "
+            f"(expected {{\"train\": [[relative_path, label, classname], ...], \"val\": [...], \"test\": [...]}}). "
+            f"Fix: {fix}"
+        ) from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise DatasetError(f"Cannot read split file {filepath} ({err}). Fix: {fix}") from err
+    problems = split_problems(split)
+    if problems:
+        listed = "\n".join(f"  - {p}" for p in problems)
+        raise DatasetError(f"Split file {filepath} cannot be used:\n{listed}\nFix: {fix}")
     return tuple(items_to_datums(split.get(name, []), path_prefix) for name in ("train", "val", "test"))  # type: ignore[return-value]
 
 
@@ -304,9 +397,9 @@ class BenchmarkDataset(DatasetBase):
                 "use DATASET.VAL_SOURCE test (upstream's choice) or TEST.FINAL_MODEL last_step."
             )
         if not osp.isdir(self.dataset_dir):
-            raise FileNotFoundError(
+            raise DatasetNotFoundError(
                 f"{type(self).__name__} not found: expected the folder {self.dataset_dir} (DATASET.ROOT = {root}). "
-                f"Check --root / $DATA, or run: python tools/prepare_data.py --root {root} --check {type(self).__name__}"
+                f"Check --root / $DATA. Fix: {self.fix_hint(root)}"
             )
 
         train, val, test = self.read_data()
@@ -337,7 +430,16 @@ class BenchmarkDataset(DatasetBase):
     def path_prefix(self) -> str:
         return self.dataset_dir if self.paths_relative_to_dataset_dir else self.image_dir
 
+    @classmethod
+    def fix_hint(cls, root: str) -> str:
+        """How to check / get this dataset's files under ``root`` (error messages); the demo overrides it."""
+        return (
+            f"`{prepare_command(cls.__name__, '--check', root)}` says what is wrong; "
+            f"`{prepare_command(cls.__name__, '--download', root)}` fetches a fresh copy"
+        )
+
     def read_data(self) -> tuple[list[Datum], list[Datum], list[Datum]]:
         """The full train / val / test lists (default: the split json)."""
-        return read_split(self.split_path, self.path_prefix, type(self).__name__)
+        root = osp.dirname(self.dataset_dir)
+        return read_split(self.split_path, self.path_prefix, type(self).__name__, fix=self.fix_hint(root))
 

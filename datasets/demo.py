@@ -119,10 +119,11 @@ class Demo(BenchmarkDataset):
     image_dir_name = "images"
     split_file = "split_demo.json"
 
-    def read_data(self):
-        if not os.path.isfile(self.split_path):
-            raise FileNotFoundError(
-                f"Demo dataset not found at {self.dataset_dir}. Create it with: "
-                f"python -c \"from datasets.demo import make_demo_dataset; make_demo_dataset('{os.path.dirname(self.dataset_dir)}')\""
-            )
-        return super().read_data()
+    @classmethod
+    def fix_hint(cls, root: str) -> str:
+        """The demo is not downloaded but generated: the command that writes it under ``root``."""
+        return (
+            "recreate it with "
+            f"python -c \"from datasets.demo import make_demo_dataset; make_demo_dataset({str(root)!r})\" "
+            "(python tools/demo.py --out DIR writes it to DIR/data)"
+        )

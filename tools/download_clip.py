@@ -16,7 +16,10 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python tools/download_clip.py` from anywhere
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dassl.utils.download import download_url  # noqa: E402
+import urllib.error  # noqa: E402
+
+from dassl.utils.download import DownloadError, download_url  # noqa: E402
+from dassl.utils.errors import run_entry_point  # noqa: E402
 from trainers.backbone import (  # noqa: E402
     CACHE_ENV_VAR,
     OPENAI_CLIP_URLS,
@@ -48,7 +51,14 @@ def download_clip(
     digest = (sha256 or expected_sha256(name)).lower()
     if verify_checkpoint_file(dest, digest):
         return dest, False
-    download_url(url or OPENAI_CLIP_URLS[canonical_clip_name(name)], dest, digest, progress=progress)
+    source = url or OPENAI_CLIP_URLS[canonical_clip_name(name)]
+    try:
+        download_url(source, dest, digest, progress=progress)
+    except urllib.error.HTTPError as err:
+        raise DownloadError(
+            f"Download of {name} from {source} failed: HTTP {err.code} {err.reason}. Fix: pass a mirror with "
+            f"--url URL (and --sha256 HEX if its file differs), or copy {dest.name} into {cache} by other means."
+        ) from err
     write_verified_marker(dest, digest)  # download_url just checked the hash: don't hash 900 MB again on load
     return dest, True
 
@@ -67,6 +77,11 @@ def _print_listing(cache: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The CLI; a failed download is one ``Error:`` message (exit 2), not a traceback (``PROMPTKD_DEBUG=1``)."""
+    return run_entry_point(lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         epilog=__doc__.split("\n\n", 1)[1],

@@ -17,9 +17,30 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-__all__ = ["download_url", "sha256_of_file"]
+from .errors import UserError
+
+__all__ = ["ChecksumMismatchError", "DownloadError", "download_url", "sha256_of_file", "unreachable"]
 
 _USER_AGENT = "promptkd-toolkit-downloader/1.0 (+urllib)"
+
+
+class DownloadError(UserError, OSError):
+    """A download that could not be made (no server answered, HTTP error, wrong hash); the message has the fix."""
+
+
+class ChecksumMismatchError(DownloadError, ValueError):
+    """The downloaded bytes do not hash to the expected SHA256."""
+
+
+def unreachable(url: str, err: BaseException, dest: str | Path | None = None) -> DownloadError:
+    """The error for a server that did not answer (offline, DNS, proxy, timeout): says so and how to go on."""
+    reason = getattr(err, "reason", err)
+    host = urllib.parse.urlsplit(url).netloc or url
+    where = f" or copy the file to {dest} by other means" if dest is not None else ""
+    return DownloadError(
+        f"Cannot reach {host} to download {url} ({reason}): no network connection, a proxy that needs "
+        f"configuring (HTTPS_PROXY), or the server is down. Fix: rerun when online (partial downloads resume){where}."
+    )
 
 
 def sha256_of_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
@@ -31,12 +52,19 @@ def _part_path(dest: Path) -> Path:
     return dest.with_name(dest.name + ".part")
 
 
-def _open(url: str, start: int, timeout: float):
-    """Open ``url``; ask for the bytes from ``start`` on when resuming. Returns the HTTP response."""
+def _open(url: str, start: int, timeout: float, dest: Path | None = None):
+    """Open ``url``; ask for the bytes from ``start`` on when resuming. Returns the HTTP response.
+
+    An HTTP error status propagates (callers explain 404s); no answer at all is a ``DownloadError``."""
     headers = {"User-Agent": _USER_AGENT}
     if start > 0:
         headers["Range"] = f"bytes={start}-"
-    return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+    try:
+        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+    except urllib.error.HTTPError:
+        raise
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
+        raise unreachable(url, err, dest) from err
 
 
 def _hash_existing(path: Path, chunk_size: int) -> hashlib._Hash:
@@ -76,7 +104,7 @@ def download_url(
 
     start = part.stat().st_size if (resume and part.is_file()) else 0
     try:
-        response = _open(url, start, timeout)
+        response = _open(url, start, timeout, dest)
     except urllib.error.HTTPError as err:
         if err.code != 416 or start == 0:
             raise
@@ -87,14 +115,14 @@ def download_url(
             os.replace(part, dest)
             return dest
         start = 0
-        response = _open(url, 0, timeout)
+        response = _open(url, 0, timeout, dest)
 
     if start > 0 and response.status == 206:
         content_range = response.headers.get("Content-Range", "")
         if not content_range.startswith(f"bytes {start}-"):
             # a 206 for some other range than the one asked for: don't splice it in, fetch the whole file
             response.close()
-            response = _open(url, 0, timeout)
+            response = _open(url, 0, timeout, dest)
 
     with response:
         if start > 0 and response.status != 206:
@@ -124,7 +152,7 @@ def download_url(
                 bar.update(len(chunk))
 
     if remaining is not None and received != remaining:
-        raise OSError(
+        raise DownloadError(
             f"download of {url} was cut short: got {received} of {remaining} bytes; "
             f"the partial file {part} is kept and the next call resumes it"
         )
@@ -133,7 +161,7 @@ def download_url(
         actual = digest.hexdigest()
         if actual != expected:
             part.unlink(missing_ok=True)
-            raise ValueError(
+            raise ChecksumMismatchError(
                 f"SHA256 mismatch for {dest.name} (downloaded from {url}): expected {expected}, got {actual}. "
                 f"The partial file {part} was deleted; check the URL/hash and download again."
             )

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from dassl.utils.download import DownloadError
 from datasets.catalog import CATALOG, find_dataset, mirror_url
 from tests.conftest import REPO_ROOT, make_tiny_caltech
 from tools.prepare_data import UnsafeArchiveError, check_dataset, extract_archive, main, remote_sha256
@@ -474,7 +475,8 @@ def test_remote_sha256_follows_redirects_with_head(mirror: Mirror) -> None:
     url = mirror.add("x.zip", b"payload", etag='W/"' + "CD" * 32 + '"')  # weak, upper case
     assert remote_sha256(url) == "cd" * 32
     assert remote_sha256(f"{mirror.base_url}/missing.zip") is None
-    assert remote_sha256("http://127.0.0.1:9/nothing-listens-here.zip", timeout=2) is None
+    with pytest.raises(DownloadError, match="Cannot reach 127.0.0.1:9"):  # no server answered: not "no hash"
+        remote_sha256("http://127.0.0.1:9/nothing-listens-here.zip", timeout=2)
     assert all(method == "HEAD" for method, _, _ in mirror.requests)
 
 
