@@ -268,8 +268,11 @@ def read_run(run_dir: Path, names: dict[str, str] | None = None) -> Run:
     if results.is_file():
         try:
             return _from_results_json(run_dir, json.loads(results.read_text(encoding="utf-8")))
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise ValueError(f"{results}: not a results.json written by this toolkit ({err})") from err
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as err:
+            raise ValueError(
+                f"{results}: not a results.json written by this toolkit ({type(err).__name__}: {err}); "
+                "truncated by a crash, or edited? Rerun the run (same command) to rewrite it"
+            ) from err
     return _from_log(run_dir, names if names is not None else dataset_names())
 
 
@@ -418,11 +421,12 @@ def _experiment_key(run: Run, root: Path, names: dict[str, str]) -> tuple[str, s
     return "/".join(kept) or root.name, phase
 
 
-def collect(root: Path | str, seeds: list[int] | None = None) -> list[Experiment]:
+def collect(root: Path | str, seeds: list[int] | None = None, unreadable: list[str] | None = None) -> list[Experiment]:
     """Read every run under ``root`` and group the runs into experiments, datasets and seeds.
 
     ``seeds``: the seeds every dataset should have (default: every seed seen in the experiment); the others
-    are reported as missing.
+    are reported as missing. A run that cannot be read (a truncated ``results.json``) raises ``ValueError``,
+    unless ``unreadable`` is a list: then ``"<path>: <reason>"`` is appended to it and the rest is collected.
     """
     root = Path(root).resolve()
     if not root.exists():
@@ -430,7 +434,13 @@ def collect(root: Path | str, seeds: list[int] | None = None) -> list[Experiment
     names = dataset_names()
     grouped: dict[tuple[str, str], list[tuple[Run, str | None]]] = {}
     for run_dir in find_run_dirs(root):
-        run = read_run(run_dir, names)
+        try:
+            run = read_run(run_dir, names)
+        except (ValueError, OSError) as err:
+            if unreadable is None:
+                raise
+            unreadable.append(str(err))
+            continue
         name, phase = _experiment_key(run, root, names)
         protocol = "base2novel" if run.modal == "base2novel" or phase or run.subsample in ("base", "new") else "accuracy"
         grouped.setdefault((name, protocol), []).append((run, phase))
@@ -730,21 +740,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--summary", action="store_true",
                         help="one side-by-side table per protocol: datasets × methods, base/novel/HM means")  # fmt: skip
     parser.add_argument("--output", "-o", help="also write the output to this file")
+    parser.add_argument("--strict", action="store_true",
+                        help="fail (exit 2) on a run that cannot be read instead of listing it as a warning")  # fmt: skip
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    unreadable: list[str] | None = None if args.strict else []
     try:
-        experiments = collect(args.root, args.seeds)
+        experiments = collect(args.root, args.seeds, unreadable)
     except (FileNotFoundError, ValueError) as err:
         print(f"Error: {err}", file=sys.stderr)
         return 2
+    for problem in unreadable or []:
+        print(f"Warning: unreadable run, left out: {problem} (--strict makes this an error)", file=sys.stderr)
     if not experiments:
-        print(f"No runs under {Path(args.root).resolve()} (no results.json or log.txt found).", file=sys.stderr)
+        print(f"No runs under {Path(args.root).resolve()} (no readable results.json or log.txt found).", file=sys.stderr)
         return 1
     text = render(experiments, args.format, "ci95" if args.ci95 else "std", not args.mean_only, args.compare == "paper",
                   args.summary)  # fmt: skip
+    if unreadable and args.format in ("table", "markdown"):
+        bullet = "-" if args.format == "markdown" else " "
+        heading = "### Unreadable runs" if args.format == "markdown" else "== Unreadable runs"
+        text += f"\n{heading} (left out of the tables above)\n\n" + "".join(f"{bullet} {p}\n" for p in unreadable)
     sys.stdout.write(text)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")

@@ -22,18 +22,25 @@ import torch
 
 from dassl.utils.download import sha256_of_file
 from dassl.utils.errors import UserError
+from dassl.utils.torchtools import pickled_globals
 
 if TYPE_CHECKING:  # open_clip is imported where a model is built: the download tool should start fast
     from open_clip.model import CLIP
 
 __all__ = [
     "OPENAI_CLIP_URLS",
+    "BackboneMismatchWarning",
     "ClipCheckpointError",
     "build_clip_from_state_dict",
     "canonical_clip_name",
     "checkpoint_filename",
     "clip_cache_dir",
     "clip_model_info",
+    "describe_clip",
+    "format_architecture",
+    "load_clip_with_info",
+    "matching_clip_name",
+    "reference_architecture",
     "expected_sha256",
     "load_clip",
     "read_clip_state_dict",
@@ -68,6 +75,10 @@ _NON_WEIGHT_KEYS = ("input_resolution", "context_length", "vocab_size")
 
 class ClipCheckpointError(UserError, RuntimeError):
     """A CLIP checkpoint is missing, corrupt or not in OpenAI's format; the message says how to fix it."""
+
+
+class BackboneMismatchWarning(UserWarning):
+    """A CLIP file given by path does not have the shapes of the configured backbone name (e.g. a tiny test CLIP)."""
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -258,12 +269,47 @@ def _read_error(path: Path, reason: str) -> ClipCheckpointError:
     )
 
 
+# Keys only the prompt checkpoints of this toolkit and of upstream CoOp/MaPLe/PromptSRC/PromptKD hold.
+_PROMPT_KEY_MARKERS = ("prompt_learner.", "image_encoder.VPT", "VPT_shallow", "vision_prompts.", "text_prompts.")
+
+
+def _prompt_checkpoint_kind(loaded: Any) -> str | None:
+    """What a loaded file is if it is a prompt-learning checkpoint rather than CLIP weights, else None."""
+    if not isinstance(loaded, Mapping):
+        return None
+    state = loaded.get("state_dict", loaded)
+    keys = [str(k) for k in state] if isinstance(state, Mapping) else []
+    if "token_embedding.weight" in keys:  # CLIP weights (possibly wrapped in a Dassl-style dict)
+        return None
+    prompts = any(marker in key for key in keys for marker in _PROMPT_KEY_MARKERS)
+    if "epoch" in loaded and "state_dict" in loaded or prompts:
+        meta = loaded.get("meta") if isinstance(loaded.get("meta"), Mapping) else {}
+        trainer = f"{meta['trainer']} " if meta.get("trainer") else ""
+        epoch = f", epoch {loaded['epoch']}" if "epoch" in loaded else ""
+        return f"a {trainer}prompt-learning checkpoint{epoch}"
+    return None
+
+
+def _prompt_checkpoint_error(path: Path, kind: str) -> ClipCheckpointError:
+    return ClipCheckpointError(
+        f"{path} is {kind}, not CLIP weights: it holds trained prompts, not the backbone.\n"
+        "A PromptSRC/PromptKD teacher goes in TRAINER.PROMPTKD.TEACHER_CKPT; a run's checkpoints are loaded with "
+        "--model-dir DIR (with --eval-only) or resumed from --output-dir.\n"
+        f"Fix: set {DEFAULT_PATH_KEY} (or TRAINER.PROMPTKD.TEACHER_BACKBONE_PATH) to an OpenAI CLIP file, or unset "
+        "it and run `python tools/download_clip.py NAME`"
+    )
+
+
 def read_clip_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read OpenAI CLIP weights on CPU from either of OpenAI's formats: a TorchScript archive (the released files)
     or a plain state dict (optionally wrapped as ``{"state_dict": ...}``), loaded with ``weights_only=True``."""
     path = Path(path)
     if not path.is_file():
         raise _read_error(path, "no such file")
+    if not _is_torchscript_archive(path):  # TorchScript archives are OpenAI's releases, never our checkpoints
+        globals_ = pickled_globals(str(path))
+        if any(g.startswith(("torch.optim", "dassl.")) for g in globals_):
+            raise _prompt_checkpoint_error(path, "an upstream Dassl training checkpoint (it pickles the optimizer)")
     try:
         if _is_torchscript_archive(path):
             with warnings.catch_warnings():
@@ -277,6 +323,9 @@ def read_clip_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     except Exception as err:  # any failure to parse the file means the same thing to the user
         raise _read_error(path, f"{type(err).__name__}: {err}") from err
 
+    kind = _prompt_checkpoint_kind(loaded)
+    if kind is not None:
+        raise _prompt_checkpoint_error(path, kind)
     if isinstance(loaded, Mapping) and isinstance(loaded.get("state_dict"), Mapping):
         loaded = loaded["state_dict"]
     if not isinstance(loaded, Mapping) or not loaded:
@@ -398,6 +447,119 @@ def build_clip_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> CLIP:
     return model.float().eval()
 
 
+# open_clip's config name for each OpenAI name: the reference shapes come from open_clip's architecture configs.
+_OPEN_CLIP_NAMES = {"ViT-L/14@336px": "ViT-L-14-336"}
+
+
+def _architecture(info: Mapping[str, Any]) -> dict[str, Any]:
+    """The shape facts that identify an architecture, from ``clip_model_info``."""
+    layers = info["vision_layers"]
+    return {
+        "family": info["arch"],
+        "width": info["vision_width"],
+        "layers": list(layers) if isinstance(layers, (tuple, list)) else layers,
+        "patch": info["vision_patch"],
+        "resolution": info["image_resolution"],
+        "embed_dim": info["embed_dim"],
+        "text_width": info["text_width"],
+        "text_layers": info["text_layers"],
+    }
+
+
+def reference_architecture(name: str) -> dict[str, Any]:
+    """The shapes of OpenAI's checkpoint for ``name`` (ViT-B/16: width 768, 12 layers, patch 16, 224 px, embed 512)."""
+    import open_clip
+
+    canonical = canonical_clip_name(name)
+    config = open_clip.get_model_config(_OPEN_CLIP_NAMES.get(canonical, canonical.replace("/", "-")))
+    vision, text = config["vision_cfg"], config["text_cfg"]
+    layers = vision["layers"]
+    return {
+        "family": "vit" if vision.get("patch_size") else "resnet",
+        "width": vision["width"],
+        "layers": list(layers) if isinstance(layers, (tuple, list)) else layers,
+        "patch": vision.get("patch_size"),
+        "resolution": vision["image_size"],
+        "embed_dim": config["embed_dim"],
+        "text_width": text["width"],
+        "text_layers": text["layers"],
+    }
+
+
+def matching_clip_name(architecture: Mapping[str, Any]) -> str | None:
+    """The OpenAI backbone whose shapes ``architecture`` has (see ``describe_clip``), or None (e.g. a tiny CLIP)."""
+    facts = {k: architecture[k] for k in reference_architecture("ViT-B/16")}
+    return next((name for name in OPENAI_CLIP_URLS if reference_architecture(name) == facts), None)
+
+
+def describe_clip(model: torch.nn.Module) -> dict[str, Any]:
+    """The architecture a built CLIP actually has: family (vit/resnet), width, layers, patch, resolution,
+    embed_dim, text_width, text_layers, and ``matches``: the OpenAI name with exactly these shapes, or None."""
+    architecture = _architecture(clip_model_info(model.state_dict()))
+    return {**architecture, "matches": matching_clip_name(architecture)}
+
+
+def format_architecture(architecture: Mapping[str, Any]) -> str:
+    """One line for logs and errors: ``ViT width 768, 12 layers, patch 16, 224 px, embed 512 (= ViT-B/16)``."""
+    if architecture["family"] == "vit":
+        vision = f"ViT width {architecture['width']}, {architecture['layers']} layers, patch {architecture['patch']}"
+    else:
+        vision = f"ResNet width {architecture['width']}, blocks {tuple(architecture['layers'])}"
+    text = f"{vision}, {architecture['resolution']} px, embed {architecture['embed_dim']}"
+    if "matches" in architecture:
+        text += f" (= {architecture['matches']})" if architecture["matches"] else " (no OpenAI architecture)"
+    return text
+
+
+def load_clip_with_info(
+    name: str,
+    path: str = "",
+    device: str | torch.device = "cpu",
+    *,
+    path_key: str = DEFAULT_PATH_KEY,
+) -> tuple[CLIP, dict[str, Any]]:
+    """``load_clip`` plus what was loaded: ``describe_clip`` + ``name`` (configured), ``file``, ``source``.
+
+    A file found by name in the cache dir must have that architecture's shapes (``ClipCheckpointError`` naming
+    both). A file given by ``path`` may be any size (tiny test models), but one whose shapes are not ``name``'s
+    gives a warning, and the description records what it really is.
+    """
+    file = resolve_clip_checkpoint(name, path, path_key=path_key)
+    state_dict = read_clip_state_dict(file)
+    architecture = _architecture(clip_model_info(state_dict))
+    found = {**architecture, "matches": matching_clip_name(architecture)}
+    canonical = _canonical_or_none(name)
+    if canonical is not None and found["matches"] != canonical:
+        expected = {**reference_architecture(canonical), "matches": canonical}
+        mismatch = f"expected {format_architecture(expected)}, found {format_architecture(found)}"
+        if not path:
+            raise ClipCheckpointError(
+                f"CLIP checkpoint {file} is in the CLIP cache dir as {canonical} but has other shapes: {mismatch}.\n"
+                f"Fix: python tools/download_clip.py {canonical}  (replaces it with OpenAI's file)\n"
+                f"  or set {path_key} /path/to/file.pt to load a file of another size on purpose"
+            )
+        warnings.warn(
+            f"{path_key} {file} is not a {canonical} checkpoint ({mismatch}); it is loaded as it is and recorded "
+            f"as what it is. Set the backbone name to {found['matches']} if that is what you meant."
+            if found["matches"]
+            else f"{path_key} {file} is not a {canonical} checkpoint ({mismatch}); it is loaded as it is and "
+            "recorded as what it is.",
+            BackboneMismatchWarning,
+            stacklevel=3,
+        )
+    model = build_clip_from_state_dict(state_dict)
+    print(f"Loaded CLIP backbone {name} from {file}: {format_architecture(found)}")
+    info = {**found, "name": name, "file": str(file), "source": path_key if path else "CLIP cache dir"}
+    return model.to(device), info
+
+
+def _canonical_or_none(name: str) -> str | None:
+    try:
+        return canonical_clip_name(name)
+    except ValueError:
+        return None
+
+
 def load_clip(
     name: str,
     path: str = "",
@@ -406,7 +568,4 @@ def load_clip(
     path_key: str = DEFAULT_PATH_KEY,
 ) -> CLIP:
     """Resolve, read and build backbone ``name`` (fp32, eval) on ``device``; prints which file it loaded."""
-    file = resolve_clip_checkpoint(name, path, path_key=path_key)
-    model = build_clip_from_state_dict(read_clip_state_dict(file))
-    print(f"Loaded CLIP backbone {name} from {file}")
-    return model.to(device)
+    return load_clip_with_info(name, path, device, path_key=path_key)[0]

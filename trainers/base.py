@@ -23,7 +23,7 @@ from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils.errors import UserError
 
-from .backbone import load_clip
+from .backbone import load_clip_with_info
 from .precision import PRECISIONS, Precision
 from .prompting import format_trainable_report
 
@@ -53,12 +53,17 @@ class PromptTrainer(TrainerX):
             raise ValueError(f"TRAINER.{self.CONFIG_NODE}.PREC must be one of {PRECISIONS}, got '{prec}'")
 
     def load_backbone(self, name: str | None = None, path: str | None = None, path_key: str = "MODEL.BACKBONE.PATH"):
-        """The frozen CLIP (fp32, eval mode); INPUT.SIZE must equal its input resolution, as upstream asserts."""
+        """The frozen CLIP (fp32, eval mode); INPUT.SIZE must equal its input resolution, as upstream asserts.
+
+        What was loaded (``describe_clip`` + name, file, source) is kept in ``self.loaded_backbones[path_key]``
+        for ``results.json``: a file given by path may be of another size than its name says.
+        """
         cfg = self.cfg
         name = cfg.MODEL.BACKBONE.NAME if name is None else name
         path = cfg.MODEL.BACKBONE.PATH if path is None else path
         print(f"Loading CLIP (backbone: {name})")
-        clip_model = load_clip(name, path, path_key=path_key)
+        clip_model, info = load_clip_with_info(name, path, path_key=path_key)
+        self.loaded_backbones: dict[str, dict] = {**getattr(self, "loaded_backbones", {}), path_key: info}
         resolution = clip_model.visual.image_size
         resolution = resolution[0] if isinstance(resolution, (tuple, list)) else resolution
         if cfg.INPUT.SIZE[0] != resolution:

@@ -552,6 +552,7 @@ class SimpleTrainer(TrainerBase):
         if getattr(self, "_final_result", None) is not None:
             payload["final"] = self._final_result
         payload.update(self.results_summary(self._evaluations))
+        payload["backbones"] = getattr(self, "loaded_backbones", {})
         write_json(payload, osp.join(self.output_dir, "results.json"))
 
     def results_summary(self, evaluations: list[dict]) -> dict:

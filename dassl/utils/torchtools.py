@@ -44,6 +44,7 @@ __all__ = [
     "UnsafeCheckpointError",
     "CheckpointReadError",
     "CheckpointNotFoundError",
+    "pickled_globals",
 ]
 
 
@@ -153,7 +154,7 @@ def _plain_defaultdict(default_factory: Any = None, *args: Any) -> dict:
     return dict(*args)
 
 
-def _pickled_globals(fpath: str) -> set[str]:
+def pickled_globals(fpath: str) -> set[str]:
     """``module.name`` of every GLOBAL / STACK_GLOBAL in a checkpoint's pickle (zip or legacy format), unexecuted."""
     if zipfile.is_zipfile(fpath):
         with zipfile.ZipFile(fpath) as archive:
@@ -232,7 +233,7 @@ def load_checkpoint(fpath: str, map_location: Any = None) -> Any:
         first_error: Exception = err
     except Exception as err:  # zip, EOF and seek errors of a truncated file all mean the same to the user
         raise _read_failed(fpath, err) from err
-    extra, placeholders = _legacy_safe_globals(_pickled_globals(fpath))
+    extra, placeholders = _legacy_safe_globals(pickled_globals(fpath))
     if not extra:
         raise _unsafe(fpath, first_error)
     try:

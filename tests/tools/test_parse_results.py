@@ -263,8 +263,31 @@ def test_accuracy_protocol_and_errors(tmp_path, capsys):
     bad = tmp_path / "bad" / "seed1"
     bad.mkdir(parents=True)
     (bad / "results.json").write_text("{not json", encoding="utf-8")
-    assert pr.main([str(tmp_path / "bad")]) == 2
+    assert pr.main([str(tmp_path / "bad"), "--strict"]) == 2
     assert "results.json: not a results.json" in capsys.readouterr().err
+    assert pr.main([str(tmp_path / "bad")]) == 1  # nothing readable is left to print
+    assert "Warning: unreadable run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown", "csv", "json"])
+def test_a_truncated_results_json_is_a_warning_row_and_the_rest_is_printed(tree, capsys, fmt):
+    assert pr.main([str(tree), "--format", fmt]) == 0
+    complete = capsys.readouterr().out
+    victim = tree / "base2new" / "train_base" / "dtd" / "shots_0" / "PromptKD" / CFG / "seed_2" / "results.json"
+    text = victim.read_text(encoding="utf-8")
+    victim.write_text(text[: len(text) // 2], encoding="utf-8")  # killed while writing, by another tool
+
+    assert pr.main([str(tree), "--format", fmt]) == 0
+    captured = capsys.readouterr()
+    assert f"Warning: unreadable run, left out: {victim}: not a results.json" in captured.err
+    if fmt in ("table", "markdown"):
+        assert "Unreadable runs" in captured.out and str(victim) in captured.out
+        assert "Caltech101" in captured.out and "DescribableTextures" in captured.out  # the other runs are there
+        assert "86.00" not in captured.out  # the unreadable seed is not averaged in
+    else:
+        assert captured.out.count("Caltech101") == complete.count("Caltech101")
+    assert pr.main([str(tree), "--format", fmt, "--strict"]) == 2
+    assert str(victim) in capsys.readouterr().err
 
 
 def test_summary_puts_methods_side_by_side(tree, capsys):

@@ -18,14 +18,18 @@ from tools.make_tiny_clip import TINY_CLIP_SPECS, make_tiny_clip, save_tiny_clip
 from trainers import backbone
 from trainers.backbone import (
     OPENAI_CLIP_URLS,
+    BackboneMismatchWarning,
     ClipCheckpointError,
     build_clip_from_state_dict,
     checkpoint_filename,
     clip_cache_dir,
     clip_model_info,
+    describe_clip,
     expected_sha256,
     load_clip,
+    load_clip_with_info,
     read_clip_state_dict,
+    reference_architecture,
     resolve_clip_checkpoint,
     verify_checkpoint_file,
 )
@@ -354,16 +358,72 @@ def test_openai_torchscript_extra_keys_are_ignored() -> None:
     assert "input_resolution" in state_dict  # the caller's dict is left alone
 
 
-def test_load_clip_from_cache_and_device(
-    cache_dir: Path, tiny_checkpoints, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_load_clip_from_cache_needs_the_named_architecture(
+    cache_dir: Path, tiny_checkpoints, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     content = tiny_checkpoints["student"]["torchscript"].read_bytes()
-    _pin_hash(monkeypatch, "ViT-B/16", content)
+    _pin_hash(monkeypatch, "ViT-B/16", content)  # hash accepted: only the shapes are wrong
     (cache_dir / "ViT-B-16.pt").write_bytes(content)
-    model = load_clip("ViT-B/16", device="cpu")
-    assert f"from {cache_dir / 'ViT-B-16.pt'}" in capsys.readouterr().out
+    with pytest.raises(ClipCheckpointError) as info:
+        load_clip("ViT-B/16", device="cpu")
+    message = str(info.value)
+    assert f"{cache_dir / 'ViT-B-16.pt'} is in the CLIP cache dir as ViT-B/16" in message
+    assert "expected ViT width 768, 12 layers, patch 16, 224 px, embed 512" in message
+    assert "found ViT width " in message and "python tools/download_clip.py ViT-B/16" in message
+
+
+def test_explicit_file_of_another_size_warns_and_is_described(
+    tiny_checkpoints, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tiny_checkpoints["student"]["torchscript"]
+    with pytest.warns(BackboneMismatchWarning, match=r"MODEL\.BACKBONE\.PATH .* is not a ViT-B/16 checkpoint"):
+        model, info = load_clip_with_info("ViT-B/16", str(path), device="cpu")
+    assert f"from {path}" in capsys.readouterr().out
     assert next(model.parameters()).device == torch.device("cpu")
     assert model.visual.image_size == (32, 32)
+    assert info["matches"] is None and info["resolution"] == 32 and info["family"] == "vit"
+    assert info["file"] == str(path) and info["name"] == "ViT-B/16" and info["source"] == "MODEL.BACKBONE.PATH"
+    assert info == {**describe_clip(model), "name": "ViT-B/16", "file": str(path), "source": "MODEL.BACKBONE.PATH"}
+
+
+@pytest.mark.parametrize(
+    ("name", "facts"),
+    [
+        ("ViT-B/16", {"width": 768, "patch": 16, "layers": 12, "resolution": 224, "embed_dim": 512}),
+        ("ViT-L/14", {"width": 1024, "patch": 14, "layers": 24, "resolution": 224, "embed_dim": 768}),
+        ("ViT-B/32", {"width": 768, "patch": 32, "layers": 12, "resolution": 224, "embed_dim": 512}),
+        ("RN50", {"family": "resnet", "layers": [3, 4, 6, 3], "resolution": 224, "embed_dim": 1024}),
+        ("RN101", {"family": "resnet", "layers": [3, 4, 23, 3], "resolution": 224, "embed_dim": 512}),
+    ],
+)
+def test_reference_architectures_are_openais_and_recognised_from_shapes(name: str, facts: dict) -> None:
+    reference = reference_architecture(name)
+    assert {k: reference[k] for k in facts} == facts
+    # a model of that architecture (meta tensors: shapes without memory) is recognised by its shapes alone
+    config = open_clip.get_model_config(name.replace("/", "-"))
+    with torch.device("meta"):
+        model = CLIP(config["embed_dim"], config["vision_cfg"], config["text_cfg"], quick_gelu=True)
+    described = describe_clip(model)
+    assert described["matches"] == name
+    assert {k: described[k] for k in facts} == facts
+
+
+def test_a_prompt_checkpoint_given_as_clip_file_says_what_it_is(tmp_path: Path) -> None:
+    ours = tmp_path / "model-best.pth.tar"
+    torch.save({"state_dict": {"prompt_learner.ctx": torch.zeros(4, 8)}, "epoch": 2, "meta": {"trainer": "PromptSRC"}}, ours)
+    with pytest.raises(ClipCheckpointError) as info:
+        load_clip("ViT-B/16", str(ours))
+    message = str(info.value)
+    assert f"{ours} is a PromptSRC prompt-learning checkpoint, epoch 2, not CLIP weights" in message
+    assert "TRAINER.PROMPTKD.TEACHER_CKPT" in message and "--model-dir" in message
+    assert "ResNet" not in message and "visual.layer1" not in message
+
+    upstream = tmp_path / "upstream.pth.tar"  # upstream Dassl: the scheduler object is pickled too
+    param = torch.nn.Parameter(torch.zeros(2))
+    scheduler = torch.optim.lr_scheduler.StepLR(torch.optim.SGD([param], lr=0.1), step_size=1)
+    torch.save({"state_dict": {"prompt_learner.ctx": torch.zeros(4, 8)}, "epoch": 20, "scheduler": scheduler}, upstream)
+    with pytest.raises(ClipCheckpointError, match=r"upstream\.pth\.tar is an upstream Dassl training checkpoint"):
+        load_clip("ViT-L/14", str(upstream), path_key="TRAINER.PROMPTKD.TEACHER_BACKBONE_PATH")
 
 
 # ---------------------------------------------------------------------------------------------------------------
