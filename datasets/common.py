@@ -173,7 +173,7 @@ def save_split(train: list[Datum], val: list[Datum], test: list[Datum], filepath
 def read_classnames(text_file: str) -> dict[str, str]:
     """ImageNet's ``classnames.txt``: one ``<wnid> <class name words...>`` per line -> {wnid: name}, in file order."""
     if not osp.isfile(text_file):
-        raise FileNotFoundError(
+        raise DatasetNotFoundError(
             f"Class-name file not found: {text_file}. python tools/prepare_data.py --download <dataset> writes it."
         )
     classnames: dict[str, str] = {}

@@ -9,7 +9,7 @@ import os.path as osp
 
 from dassl.data.datasets import DATASET_REGISTRY, Datum
 
-from .common import BenchmarkDataset
+from .common import BenchmarkDataset, DatasetError, DatasetNotFoundError
 
 
 @DATASET_REGISTRY.register()
@@ -30,7 +30,7 @@ class FGVCAircraft(BenchmarkDataset):
             imname, *words = line.split(" ")
             classname = " ".join(words)
             if classname not in cname2lab:
-                raise ValueError(
+                raise DatasetError(
                     f"{osp.join(self.dataset_dir, filename)}: variant '{classname}' of image {imname} is not in "
                     "variants.txt; re-download with: python tools/prepare_data.py --download fgvc_aircraft"
                 )
@@ -41,7 +41,7 @@ class FGVCAircraft(BenchmarkDataset):
     def _read_lines(self, filename: str) -> list[str]:
         path = osp.join(self.dataset_dir, filename)
         if not osp.isfile(path):
-            raise FileNotFoundError(
+            raise DatasetNotFoundError(
                 f"FGVCAircraft file not found: {path}. The dataset needs variants.txt and "
                 "images_variant_{train,val,test}.txt next to images/: python tools/prepare_data.py --download fgvc_aircraft"
             )

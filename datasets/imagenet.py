@@ -25,7 +25,14 @@ import time
 from dassl.data.datasets import DATASET_REGISTRY, Datum
 from dassl.utils import atomic_write_text, listdir_nohidden, read_json
 
-from .common import BenchmarkDataset, datums_to_items, items_to_datums, read_classnames
+from .common import (
+    BenchmarkDataset,
+    DatasetError,
+    DatasetNotFoundError,
+    datums_to_items,
+    items_to_datums,
+    read_classnames,
+)
 
 CACHE_FILE = "preprocessed.json"
 CACHE_VERSION = 1
@@ -80,7 +87,7 @@ class ImageNet(BenchmarkDataset):
     def _class_folder_mtimes(self, split: str) -> dict[str, int]:
         split_dir = osp.join(self.image_dir, split)
         if not osp.isdir(split_dir):
-            raise FileNotFoundError(
+            raise DatasetNotFoundError(
                 f"ImageNet folder not found: {split_dir}. Expected images/train/<wnid>/ and images/val/<wnid>/ "
                 f"(the val images sorted into wnid folders) under {self.dataset_dir}; "
                 "python tools/prepare_data.py --check ImageNet describes the layout."
@@ -96,7 +103,7 @@ class ImageNet(BenchmarkDataset):
         """Datums of ``images/<split>/<wnid>/*`` (label = index in ``wnids``) and the image count per folder."""
         unknown = [wnid for wnid in wnids if wnid not in classnames]
         if unknown:
-            raise ValueError(
+            raise DatasetError(
                 f"{osp.join(self.image_dir, split)} has class folders that classnames.txt does not list: {unknown[:5]}; "
                 "python tools/prepare_data.py --check ImageNet"
             )

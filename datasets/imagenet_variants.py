@@ -22,7 +22,7 @@ import os.path as osp
 from dassl.data.datasets import DATASET_REGISTRY, DatasetBase, Datum
 from dassl.utils import listdir_nohidden
 
-from .common import read_classnames
+from .common import DatasetError, DatasetNotFoundError, read_classnames
 
 
 class ImageNetVariant(DatasetBase):
@@ -41,7 +41,7 @@ class ImageNetVariant(DatasetBase):
         self.dataset_dir = osp.join(root, type(self).dataset_dir)
         self.image_dir = osp.join(self.dataset_dir, self.image_dir_name)
         if not osp.isdir(self.image_dir):
-            raise FileNotFoundError(
+            raise DatasetNotFoundError(
                 f"{name} not found: expected the image folder {self.image_dir} (DATASET.ROOT = {root}). "
                 f"Check --root / $DATA, or run: python tools/prepare_data.py --root {root} --check {name}"
             )
@@ -57,7 +57,7 @@ class ImageNetVariant(DatasetBase):
         wnids = [f for f in listdir_nohidden(self.image_dir, sort=True) if osp.isdir(osp.join(self.image_dir, f))]
         unknown = [wnid for wnid in wnids if wnid not in classnames]
         if unknown:
-            raise ValueError(
+            raise DatasetError(
                 f"{self.image_dir} has class folders that {osp.join(self.dataset_dir, 'classnames.txt')} does not "
                 f"list: {unknown[:5]}; copy ImageNet's classnames.txt there"
             )
@@ -70,7 +70,7 @@ class ImageNetVariant(DatasetBase):
     def read_folder(self, folder: str, label: int, classname: str) -> list[Datum]:
         path = osp.join(self.image_dir, folder)
         if not osp.isdir(path):
-            raise FileNotFoundError(
+            raise DatasetNotFoundError(
                 f"{type(self).__name__}: class folder {path} is missing; "
                 f"python tools/prepare_data.py --check {type(self).__name__} lists what is expected"
             )

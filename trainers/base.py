@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dassl.config import ConfigError
 from dassl.engine import TrainerX
 from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
@@ -67,7 +68,7 @@ class PromptTrainer(TrainerX):
         resolution = clip_model.visual.image_size
         resolution = resolution[0] if isinstance(resolution, (tuple, list)) else resolution
         if cfg.INPUT.SIZE[0] != resolution:
-            raise ValueError(
+            raise ConfigError(
                 f"INPUT.SIZE {tuple(cfg.INPUT.SIZE)} does not match the {name} input resolution {resolution}; "
                 f"set INPUT.SIZE ({resolution}, {resolution})."
             )
