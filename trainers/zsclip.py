@@ -11,7 +11,7 @@ import torch
 
 from dassl.engine import TRAINER_REGISTRY, TrainerX
 
-from .backbone import load_clip
+from .backbone import load_clip_with_info
 from .templates import CUSTOM_TEMPLATES, IMAGENET_TEMPLATES_SELECT, custom_template
 
 
@@ -39,7 +39,8 @@ class ZeroshotCLIP(TrainerX):
         cfg = self.cfg
         classnames = self.dm.dataset.classnames
         print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
-        clip_model = load_clip(cfg.MODEL.BACKBONE.NAME, cfg.MODEL.BACKBONE.PATH, device=self.device)
+        clip_model, backbone = load_clip_with_info(cfg.MODEL.BACKBONE.NAME, cfg.MODEL.BACKBONE.PATH, device=self.device)
+        self.loaded_backbones = {"MODEL.BACKBONE.PATH": backbone}  # recorded in results.json
         if self.device.type == "cuda":
             clip_model.half()  # upstream evaluates the frozen CLIP in fp16 on GPU
         templates = self.templates()

@@ -449,3 +449,27 @@ def test_golden_tiny_checkpoints_load(golden_dir: Path, name: str, file_name: st
     with torch.no_grad():
         assert model.encode_image(images).shape == (2, manifest["embed_dim"])
         assert model.encode_text(texts).shape == (2, manifest["embed_dim"])
+
+
+@pytest.mark.parametrize("trainer", ["CoOp", "ZeroshotCLIP"])
+def test_results_json_records_the_backbone_actually_loaded(tmp_path: Path, trainer: str) -> None:
+    import train
+    from tests.conftest import REPO_ROOT, make_tiny_demo, run_tiny
+
+    assets = make_tiny_demo(tmp_path, seed=0, layers=1, text_layers=1)
+    with pytest.warns(BackboneMismatchWarning, match="is not a ViT-B/16 checkpoint"):
+        if trainer == "CoOp":
+            run_tiny(assets, trainer, "CoOp/vit_b16", tmp_path / "out")
+        else:
+            train.run(train.build_parser().parse_args([
+                "--root", str(assets[0]), "--trainer", trainer, "--eval-only",
+                "--dataset-config-file", str(REPO_ROOT / "configs/datasets/demo.yaml"),
+                "--config-file", str(REPO_ROOT / "configs/trainers/CoOp/vit_b16.yaml"),
+                "--output-dir", str(tmp_path / "out"), "MODEL.BACKBONE.PATH", str(assets[1]),
+                "INPUT.SIZE", "(32, 32)", "DATALOADER.NUM_WORKERS", "0", "USE_CUDA", "False",
+            ]))  # fmt: skip
+    recorded = json.loads((tmp_path / "out" / "results.json").read_text())["backbones"]
+    assert list(recorded) == ["MODEL.BACKBONE.PATH"]
+    info = recorded["MODEL.BACKBONE.PATH"]
+    assert info["name"] == "ViT-B/16" and info["file"] == str(assets[1]) and info["matches"] is None
+    assert (info["family"], info["resolution"], info["layers"], info["patch"]) == ("vit", 32, 1, 16)
