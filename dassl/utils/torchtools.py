@@ -8,6 +8,7 @@ containers and replaces every other class by an inert placeholder: nothing is im
 
 from __future__ import annotations
 
+import contextlib
 import os
 import os.path as osp
 import pickle
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .faults import fault_point
 from .tools import atomic_write_text, mkdir_if_missing
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "init_network_weights",
     "get_rng_state",
     "set_rng_state",
+    "preserved_rng_state",
     "UntrustedObject",
 ]
 
@@ -50,6 +53,7 @@ def atomic_torch_save(obj: Any, fpath: str) -> None:
     os.close(fd)
     try:
         torch.save(obj, tmp)
+        fault_point("checkpoint-write")
         os.replace(tmp, fpath)
     except BaseException:
         if osp.exists(tmp):
@@ -63,11 +67,13 @@ def save_checkpoint(
     is_best: bool = False,
     remove_module_from_keys: bool = True,
     model_name: str = "",
+    update_pointer: bool = True,
 ) -> str:
     """Save ``state`` to ``save_dir/<model_name or model.pth.tar-{epoch}>`` and record it in ``save_dir/checkpoint``.
 
     ``state`` holds ``state_dict`` and ``epoch`` (Dassl also stores ``optimizer``, ``scheduler``, ``val_result``).
-    With ``is_best`` a copy is kept as ``model-best.pth.tar``. Returns the path written.
+    With ``is_best`` a copy is kept as ``model-best.pth.tar``. ``update_pointer=False`` leaves ``checkpoint`` (the
+    file a resume reads) alone: the engine points it only at the last file an epoch writes. Returns the path written.
     """
     mkdir_if_missing(save_dir)
     if remove_module_from_keys:
@@ -80,7 +86,9 @@ def save_checkpoint(
     fpath = osp.join(save_dir, model_name)
     atomic_torch_save(state, fpath)
     print(f"Checkpoint saved to {fpath}")
-    atomic_write_text(osp.join(save_dir, "checkpoint"), f"{osp.basename(fpath)}\n")
+    if update_pointer:
+        atomic_write_text(osp.join(save_dir, "checkpoint"), f"{osp.basename(fpath)}\n")
+    fault_point("checkpoint-saved")
     if is_best:
         best_fpath = osp.join(save_dir, "model-best.pth.tar")
         atomic_torch_save(state, best_fpath)
@@ -180,6 +188,20 @@ def load_checkpoint(fpath: str, map_location: Any = None) -> Any:
         f"unpickler and these were not imported: {', '.join(replaced) or 'none'}"
     )
     return checkpoint
+
+
+@contextlib.contextmanager
+def preserved_rng_state():
+    """Run a block without moving the python / numpy / torch RNG streams of the code around it.
+
+    For work whose presence depends on a cache (building the teacher, sampling few-shot data): a warm cache must
+    leave the random streams, and so the run's numbers, exactly as a cold one does.
+    """
+    state = get_rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(state)
 
 
 def get_rng_state() -> dict:
