@@ -21,8 +21,9 @@ import datasets  # noqa: F401  (registers the datasets)
 import trainers  # noqa: F401  (registers the trainers)
 from dassl.config import get_cfg_default, merge_cfg_from_file, merge_cfg_from_list
 from dassl.engine import build_trainer
+from dassl.engine.run_folder import eval_only_fingerprint, open_run_folder
 from dassl.utils import atomic_write_text, collect_env_info, set_random_seed, setup_logger
-from dassl.utils.distributed import init_distributed, is_main_process, rank, world_size
+from dassl.utils.distributed import broadcast_from_main, init_distributed, is_main_process, rank, world_size
 from dassl.utils.errors import DEBUG_ENV_VAR, NonFiniteError, UserError, run_entry_point
 from trainers.config import extend_cfg
 
@@ -99,15 +100,44 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
     parser.add_argument("--debug", action="store_true", help=f"tracebacks instead of error messages (= {DEBUG_ENV_VAR}=1)")
     parser.add_argument(
+        "--force", action="store_true",
+        help="start afresh: a used --output-dir is kept as <dir>.old-<timestamp> (the scripts: FORCE=1)",
+    )  # fmt: skip
+    parser.add_argument(
         "opts", default=None, nargs=argparse.REMAINDER, help="modify config options using the command-line"
     )
     return parser
 
 
 def run(args: argparse.Namespace):
-    """Set up the run described by ``args`` and train or evaluate; returns the trainer."""
+    """Set up the run described by ``args`` and train or evaluate; returns the trainer.
+
+    The output folder is locked for the run. A folder that holds this config's finished run is left exactly as it
+    is (returns None); one that holds a run of another config is refused (``RunStateError``).
+    """
     cfg = setup_cfg(args)
     distributed = init_distributed(cfg.USE_CUDA)
+    folder, finished = None, False
+    if is_main_process() and not args.no_train:
+        extra = eval_only_fingerprint(args.model_dir, args.load_epoch) if args.eval_only else None
+        folder, finished = open_run_folder(cfg, extra, force=args.force, command=sys.argv)
+    if distributed:
+        flag = torch.tensor([float(finished)])
+        broadcast_from_main([flag])
+        finished = bool(flag.item())
+    if finished:
+        print(f"{cfg.OUTPUT_DIR} holds this config's finished run: nothing to do (FORCE=1 / --force runs it again)")
+        if folder is not None:
+            folder.release()
+        return None
+    try:
+        return _run(args, cfg, distributed)
+    finally:
+        if folder is not None:
+            folder.release()
+
+
+def _run(args: argparse.Namespace, cfg, distributed: bool):
     if not is_main_process():  # the main process logs and writes for everyone
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (lives as long as the process)
     if cfg.SEED >= 0:

@@ -20,6 +20,7 @@ dataset classes pass the test split as ``val``) or ``val`` (the json ``val`` spl
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os.path as osp
@@ -30,6 +31,7 @@ from typing import Any
 from dassl.data.datasets import DatasetBase, Datum
 from dassl.utils import mkdir_if_missing, read_json, write_json
 from dassl.utils.errors import UserError
+from dassl.utils.torchtools import preserved_rng_state
 
 SUBSAMPLE_CHOICES = ("all", "base", "new")
 PROTOCOLS = ("auto", "standard", "transductive")
@@ -283,11 +285,17 @@ def fewshot_split(
         mkdir_if_missing(fewshot_dir)
     stem = f"shot_{num_shots}-seed_{seed}"
     cache = osp.join(fewshot_dir, f"{stem}.json")
+    source = fewshot_source_digest(train, val, path_prefix)
     if osp.exists(cache):
-        print(f"Loading preprocessed few-shot data from {cache}")
         data = read_json(cache)
-        few_val = items_to_datums(data["val"], path_prefix) if "val" in data else None
-        return items_to_datums(data["train"], path_prefix), few_val
+        if data.get("source_sha256") == source:
+            print(f"Loading preprocessed few-shot data from {cache}")
+            few_val = items_to_datums(data["val"], path_prefix) if "val" in data else None
+            return items_to_datums(data["train"], path_prefix), few_val
+        print(
+            f"Note: the few-shot cache {cache} was drawn from other train/val lists than the current split "
+            "(the split file changed, or the cache predates content keys); sampling anew"
+        )
 
     upstream = osp.join(fewshot_dir, f"{stem}.pkl")
     if osp.exists(upstream):
@@ -295,22 +303,32 @@ def fewshot_split(
             print(f"Importing the upstream few-shot cache {upstream} (Datum objects only)")
             data = read_upstream_fewshot_pkl(upstream, path_prefix)
             train, val = data["train"], data.get("val") if val is not None else None
-            _write_fewshot_cache(cache, train, val, path_prefix)
+            _write_fewshot_cache(cache, train, val, path_prefix, source)
             return train, val
         print(
             f"Note: an upstream few-shot cache exists ({upstream}); pickles are not read unless "
             "DATASET.READ_UPSTREAM_PKL is True. Sampling anew (same seed and split file -> same picks)."
         )
 
-    train = dataset.generate_fewshot_dataset(train, num_shots=num_shots)
-    if val is not None:
-        val = dataset.generate_fewshot_dataset(val, num_shots=min(num_shots, 4))
-    _write_fewshot_cache(cache, train, val, path_prefix)
+    # the global RNG as upstream draws from it, then put back: a warm cache must leave the same random state
+    with preserved_rng_state():
+        train = dataset.generate_fewshot_dataset(train, num_shots=num_shots)
+        if val is not None:
+            val = dataset.generate_fewshot_dataset(val, num_shots=min(num_shots, 4))
+    _write_fewshot_cache(cache, train, val, path_prefix, source)
     return train, val
 
 
-def _write_fewshot_cache(cache: str, train: list[Datum], val: list[Datum] | None, path_prefix: str) -> None:
-    data = {"train": datums_to_items(train, path_prefix)}
+def fewshot_source_digest(train: list[Datum], val: list[Datum] | None, path_prefix: str) -> str:
+    """SHA256 of the lists a few-shot sample is drawn from (paths, labels, class names): the cache's content key."""
+    lists = {"train": datums_to_items(train, path_prefix), "val": datums_to_items(val or [], path_prefix)}
+    return hashlib.sha256(json.dumps(lists, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def _write_fewshot_cache(
+    cache: str, train: list[Datum], val: list[Datum] | None, path_prefix: str, source: str
+) -> None:
+    data: dict[str, Any] = {"train": datums_to_items(train, path_prefix), "source_sha256": source}
     if val is not None:
         data["val"] = datums_to_items(val, path_prefix)
     try:

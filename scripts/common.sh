@@ -6,8 +6,9 @@
 #   LAUNCH     how train.py is started, e.g. LAUNCH="torchrun --standalone --nproc_per_node 4" for several GPUs
 #              (default: ${PYTHON})
 #   DRY_RUN=1  print the commands without running them
-#   FORCE=1    run a command even when its --output-dir holds a finished run (otherwise it is skipped, as
-#              upstream's scripts skip existing results; an unfinished run resumes from its last epoch)
+#   FORCE=1    start afresh even when --output-dir holds a run: train.py --force keeps the old folder as
+#              <dir>.old-<timestamp> (otherwise a finished run is skipped, as upstream's scripts skip existing
+#              results, and an unfinished one resumes from its last epoch)
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "${REPO_ROOT}" || exit 1
 DATA="${DATA:-${REPO_ROOT}/data}"
@@ -27,6 +28,15 @@ run() {
     if [ -n "${out}" ] && [ "${FORCE:-0}" != 1 ] && finished "${out}"; then
         echo "= finished, skipped: ${out}  (FORCE=1 runs it again)"
         return 0
+    fi
+    if [ "${FORCE:-0}" = 1 ]; then
+        # train.py --force keeps the old folder as <dir>.old-<timestamp> and starts afresh (flags go before KEY VALUE)
+        local args=() arg inserted=0
+        for arg in "$@"; do
+            args+=("${arg}")
+            if [ "${inserted}" = 0 ] && [ "${arg##*/}" = train.py ]; then args+=(--force); inserted=1; fi
+        done
+        set -- "${args[@]}"
     fi
     echo "+ $*"
     if [ "${DRY_RUN:-0}" = 1 ]; then return 0; fi

@@ -115,16 +115,19 @@ class Demo:
         self.device = device
         self.assets = prepare(out)
 
-    def run(self, trainer: str, config: str, out: str, *opts: str, flags: tuple[str, ...] = ()) -> dict:
-        """``train.py`` in-process; returns the run's results.json."""
-        argv = [
+    def argv(self, trainer: str, config: str, out: str, *opts: str, flags: tuple[str, ...] = ()) -> list[str]:
+        """The ``train.py`` command line of one demo run (output under ``<out>/runs/<out>``)."""
+        return [
             "--root", str(self.assets.data), "--seed", "1", "--trainer", trainer,
             "--dataset-config-file", str(CONFIGS / "datasets" / "demo.yaml"),
             "--config-file", str(CONFIGS / "trainers" / config),
             "--output-dir", str(self.out / "runs" / out), *flags, *opts,
         ]  # fmt: skip
-        trainer_obj = train.run(train.build_parser().parse_args(argv))
-        with open(Path(trainer_obj.output_dir) / "results.json", encoding="utf-8") as f:
+
+    def run(self, trainer: str, config: str, out: str, *opts: str, flags: tuple[str, ...] = ()) -> dict:
+        """``train.py`` in-process (a finished run is left as it is); returns the run's results.json."""
+        train.run(train.build_parser().parse_args(self.argv(trainer, config, out, *opts, flags=flags)))
+        with open(self.out / "runs" / out / "results.json", encoding="utf-8") as f:
             return json.load(f)
 
     def zero_shot(self) -> tuple[float, float]:

@@ -120,6 +120,14 @@ class PromptTrainer(TrainerX):
             self.update_lr()
         return summary
 
+    def non_finite_hint(self) -> str:
+        prec = self.method_cfg.PREC
+        hint = super().non_finite_hint()
+        if prec == "fp16":
+            hint = (f"TRAINER.{self.CONFIG_NODE}.PREC fp16 overflows easily: try TRAINER.{self.CONFIG_NODE}.PREC amp "
+                    f"or bf16. {hint}")  # fmt: skip
+        return hint
+
     def update_lr(self, names=None) -> None:
         # With fp16 the GradScaler may skip the first optimizer steps (inf gradients while it calibrates); torch
         # then warns that the scheduler stepped first. The per-epoch schedule is unaffected, so stay quiet.

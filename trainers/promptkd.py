@@ -25,16 +25,20 @@ import torch.nn.functional as F
 from dassl.data import build_data_loader
 from dassl.data.transforms import build_transform
 from dassl.engine import TRAINER_REGISTRY
+from dassl.utils.torchtools import preserved_rng_state
 
+from .backbone import resolve_clip_checkpoint
 from .base import PromptTrainer
 from .prompting import DeepPrompts, VisionPromptHooks, freeze_all_but
 from .teacher import (
     FrozenTeacher,
+    TeacherCheckpointError,
     build_teacher,
     cached_class_vectors,
     class_vector_cache_key,
     read_teacher_state,
     resolve_teacher_checkpoint,
+    teacher_classnames,
     teacher_record,
 )
 
@@ -128,15 +132,25 @@ class PromptKD(PromptTrainer):
                   f"(epoch {r['epoch']}, {r['results']})")  # fmt: skip
         else:
             print("Teacher's own accuracy unknown (no results.json next to its checkpoint folder)")
+        self.n_base = math.ceil(len(classnames) / 2)
+        self.check_teacher_classes(classnames)
         self.teacher = None
         cache_dir = kd.CLASS_VECTOR_CACHE or os.environ.get("PROMPTKD_CACHE_DIR", "~/.cache/promptkd")
-        key = class_vector_cache_key(self.teacher_ckpt, classnames, kd.TEACHER_NAME, kd.CTX_INIT)
+        teacher_clip = resolve_clip_checkpoint(
+            kd.TEACHER_NAME, kd.TEACHER_BACKBONE_PATH, path_key="TRAINER.PROMPTKD.TEACHER_BACKBONE_PATH"
+        )
+        key = class_vector_cache_key(
+            self.teacher_ckpt, classnames, kd.TEACHER_NAME, kd.CTX_INIT,
+            backbone_file=teacher_clip, precision=kd.PREC, device=self.device.type,
+        )  # fmt: skip
         cached = cached_class_vectors(None, cache_dir, key)
         if cached is None:
-            self.teacher = self.build_teacher()
-            cached = cached_class_vectors(self.teacher, cache_dir, key)
+            # the teacher is built here on a cold cache and only when training starts on a warm one: built outside
+            # the random streams, so the student's initialisation (and every number) is the same either way
+            with preserved_rng_state():
+                self.teacher = self.build_teacher()
+                cached = cached_class_vectors(self.teacher, cache_dir, key)
         self.class_vectors = cached.to(self.device)  # (n_cls, d_teacher)
-        self.n_base = math.ceil(len(classnames) / 2)
 
         student_clip = self.load_backbone()
         model = PromptKDStudent(
@@ -147,6 +161,24 @@ class PromptKD(PromptTrainer):
         if self.teacher is not None:
             self.precision.cast_frozen(self.teacher)
         self._eval_split = "test"
+
+    def check_teacher_classes(self, classnames: list[str]) -> None:
+        """In base2novel the teacher must have been trained on this dataset's base (or all) classes."""
+        if self.cfg.TRAINER.MODAL != "base2novel":
+            return  # cross-dataset: a teacher of another dataset (ImageNet) is the point
+        trained_on = teacher_classnames(self.teacher_ckpt)
+        dataset = (self.teacher_record or {}).get("dataset")
+        fits = trained_on is None or trained_on in (classnames[: self.n_base], list(classnames))
+        if fits and (dataset is None or dataset == self.cfg.DATASET.NAME):
+            return
+        what = f"{len(trained_on)} classes ({', '.join(trained_on[:3])}, ...)" if trained_on else "another dataset"
+        raise TeacherCheckpointError(
+            f"The teacher {self.teacher_ckpt} was trained on {what}"
+            f"{f' of {dataset}' if dataset else ''}, but this base-to-novel student distils {self.cfg.DATASET.NAME} "
+            f"({len(classnames)} classes, base: {', '.join(classnames[:3])}, ...). Point TRAINER.PROMPTKD.TEACHER_CKPT "
+            f"at a teacher trained on {self.cfg.DATASET.NAME} (scripts/promptsrc/base2new_train_teacher.sh), or set "
+            "TRAINER.MODAL cross for a cross-dataset teacher."
+        )
 
     def build_teacher(self) -> FrozenTeacher:
         kd = self.cfg.TRAINER.PROMPTKD
@@ -222,20 +254,21 @@ class PromptKD(PromptTrainer):
     def before_train(self) -> None:
         self._training = True
         if self.teacher is None:
-            self.teacher = self.build_teacher()
+            with preserved_rng_state():
+                self.teacher = self.build_teacher()
         super().before_train()
 
     def after_train(self) -> None:
         if not self.cfg.TEST.NO_TEST and self.cfg.TEST.FINAL_MODEL == "best_val":
-            print("Novel accuracy of the last-epoch model (reported next to the selected one)")
+            what = "Novel accuracy" if self.cfg.TRAINER.MODAL == "base2novel" else "Accuracy"
+            print(f"{what} of the last-epoch model (reported next to the selected one)")
             self.test("test")
         super().after_train()
 
     def results_summary(self, evaluations: list[dict]) -> dict:
-        final = getattr(self, "_final_result", None)
-        finals = [e for e in evaluations if e is final]
+        finals = [e for e in evaluations if e.get("final")][-1:]
         vals = [e for e in evaluations if e["split"] == "val"]
-        tests = [e for e in evaluations if e["split"] == "test" and e is not final]
+        tests = [e for e in evaluations if e["split"] == "test" and not e.get("final")]
         summary: dict = {
             "modal": self.cfg.TRAINER.MODAL,
             "teacher": {"checkpoint": self.teacher_ckpt, **(self.teacher_record or {})},

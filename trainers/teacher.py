@@ -196,12 +196,30 @@ def build_teacher(clip_model: nn.Module, classnames: list[str], state: dict[str,
     return FrozenTeacher(model)
 
 
-def class_vector_cache_key(checkpoint: str, classnames: list[str], backbone: str, ctx_init: str) -> str:
-    """Hash of what the class vectors depend on: teacher file content, class names, backbone, prompt text."""
+def class_vector_cache_key(
+    checkpoint: str,
+    classnames: list[str],
+    backbone: str,
+    ctx_init: str,
+    *,
+    backbone_file: str | os.PathLike,
+    precision: str,
+    device: str,
+) -> str:
+    """Hash of everything the class vectors depend on: the teacher's prompt checkpoint and CLIP weights (file
+    contents), the class names, the backbone name, the prompt text, the precision and the device type."""
     digest = hashlib.sha256(sha256_of_file(checkpoint).encode("ascii"))
+    digest.update(sha256_of_file(backbone_file).encode("ascii"))
     digest.update("\n".join(classnames).encode("utf-8"))
-    digest.update(f"\n{backbone}\n{ctx_init}".encode())
+    digest.update(f"\n{backbone}\n{ctx_init}\n{precision}\n{device}".encode())
     return digest.hexdigest()[:24]
+
+
+def teacher_classnames(checkpoint: str) -> list[str] | None:
+    """The class names a teacher of ours was trained on (checkpoint metadata); None for upstream files."""
+    meta = load_checkpoint(checkpoint, map_location="cpu").get("meta")
+    names = meta.get("classnames") if isinstance(meta, dict) else None
+    return list(names) if isinstance(names, (list, tuple)) else None
 
 
 def cached_class_vectors(teacher: FrozenTeacher | None, cache_dir: str | os.PathLike, key: str) -> torch.Tensor | None:

@@ -37,6 +37,10 @@ from dassl.utils import (
     write_json,
 )
 from dassl.utils.distributed import all_reduce_gradients, broadcast_from_main, is_main_process, world_size
+from dassl.utils.errors import NonFiniteError, RunStateError
+from dassl.utils.faults import fault_point
+
+from .run_folder import RunFolder, config_fingerprint, describe_differences
 
 
 class SimpleNet(nn.Module):
@@ -132,15 +136,25 @@ class TrainerBase:
             return names
         return names_real
 
-    def save_model(self, epoch: int, directory: str, is_best: bool = False, val_result=None, model_name: str = "") -> None:
+    def save_model(
+        self,
+        epoch: int,
+        directory: str,
+        is_best: bool = False,
+        val_result=None,
+        model_name: str = "",
+        update_pointer: bool = True,
+    ) -> None:
         """Write ``{state_dict, epoch: epoch+1, optimizer, scheduler, val_result}`` for every registered model.
 
-        Only the main process writes (in distributed training every process holds the same weights).
+        Only the main process writes (in distributed training every process holds the same weights). A state with
+        a non-finite tensor is never written (``NonFiniteError``): the last good checkpoint stays the resume point.
         """
         if not is_main_process():
             return
         for name in self.get_model_names():
             model_dict = self.model_state_dict(name)
+            self.check_finite(model_dict, f"the {name} checkpoint of epoch {epoch + 1}")
             optim_dict = self._optims[name].state_dict() if self._optims[name] is not None else None
             sched_dict = self._scheds[name].state_dict() if self._scheds[name] is not None else None
             state = {
@@ -151,7 +165,9 @@ class TrainerBase:
                 "val_result": val_result,
             }
             state.update(self.checkpoint_extras())
-            save_checkpoint(state, osp.join(directory, name), is_best=is_best, model_name=model_name)
+            save_checkpoint(
+                state, osp.join(directory, name), is_best=is_best, model_name=model_name, update_pointer=update_pointer
+            )
 
     def model_state_dict(self, name: str) -> dict:
         """What goes into a checkpoint for model ``name``; trainers that save only trainable tensors override it."""
@@ -184,6 +200,7 @@ class TrainerBase:
             fpath = osp.join(path, f.readline().strip())
         print(f'Loading checkpoint from "{fpath}"')
         checkpoint = load_checkpoint(fpath)
+        self.check_resume_fingerprint(checkpoint, fpath)
         self.load_model_state_dict(name, checkpoint["state_dict"], strict=True)
         if self._optims[name] is not None and checkpoint.get("optimizer") is not None:
             self._optims[name].load_state_dict(checkpoint["optimizer"])
@@ -196,6 +213,9 @@ class TrainerBase:
 
     def restore_checkpoint_extras(self, checkpoint: dict) -> None:
         """Counterpart of ``checkpoint_extras`` when resuming."""
+
+    def check_resume_fingerprint(self, checkpoint: dict, fpath: str) -> None:
+        """Refuse to resume a checkpoint made under another result-determining config (hook; see SimpleTrainer)."""
 
     def load_model_state_dict(self, name: str, state_dict: dict, strict: bool = True) -> None:
         """Load weights into model ``name`` (trainers that save only trainable tensors override it)."""
@@ -241,8 +261,34 @@ class TrainerBase:
                 self._scheds[name].step()
 
     def detect_anomaly(self, loss: torch.Tensor) -> None:
+        """Stop on a non-finite loss with where it happened and what usually fixes it (nothing is saved)."""
         if not torch.isfinite(loss).all():
-            raise FloatingPointError("Loss is infinite or NaN!")
+            where = f"epoch {getattr(self, 'epoch', 0) + 1}/{getattr(self, 'max_epoch', '?')}"
+            if hasattr(self, "batch_idx"):
+                where += f", batch {self.batch_idx + 1}/{getattr(self, 'num_batches', '?')}"
+            raise NonFiniteError(
+                f"The loss is {loss.detach().float().flatten()[0].item()} at {where}; the run stopped before the "
+                f"update, and the last good checkpoint is kept. {self.non_finite_hint()}"
+            )
+
+    def check_finite(self, tensors: dict, what: str) -> None:
+        """Raise ``NonFiniteError`` naming the tensors of ``what`` that hold inf or NaN."""
+        bad = [k for k, v in tensors.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad:
+            shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+            raise NonFiniteError(
+                f"Non-finite values in {what} ({shown}); it was not saved, and the last good checkpoint is kept. "
+                f"{self.non_finite_hint()}"
+            )
+
+    def non_finite_hint(self) -> str:
+        """What to try after a non-finite loss; trainers add their own (e.g. the precision)."""
+        cfg = getattr(self, "cfg", None)
+        lr = f" (now {cfg.OPTIM.LR})" if cfg is not None else ""
+        return (
+            f"Try a lower OPTIM.LR{lr}. A changed config is a new run: use another --output-dir, or FORCE=1 "
+            "(scripts) / --force (train.py)."
+        )
 
     def init_writer(self, log_dir: str) -> None:
         if not is_main_process():
@@ -271,10 +317,14 @@ class TrainerBase:
         self.start_epoch = start_epoch
         self.max_epoch = max_epoch
         self.before_train()
+        self.stage = "epoch"
         for self.epoch in range(self.start_epoch, self.max_epoch):  # noqa: B020 (Dassl hooks read self.epoch)
             self.before_epoch()
             self.run_epoch()
             self.after_epoch()
+        if self.max_epoch > 0:
+            self.epoch = self.max_epoch - 1  # also when a resumed run had no epoch left to train
+        self.stage = "after_train"
         self.after_train()
 
     def before_train(self) -> None:
@@ -371,12 +421,14 @@ class SimpleTrainer(TrainerBase):
         self.output_dir = cfg.OUTPUT_DIR
 
         self.cfg = cfg
+        self.stage = "eval"  # "epoch" inside the training loop, "after_train" for the deployed model's tests
+        self.run_folder = RunFolder(cfg.OUTPUT_DIR)
+        self._evaluations: list[dict] | None = None  # the record, read or started at the first evaluation
         self.build_data_loader()
         self.build_model()
         self.evaluator = build_evaluator(cfg, lab2cname=self.lab2cname)
         self.best_result = -np.inf
         self._deployed_epoch: int | None = None
-        self._evaluations: list[dict] = []
 
     def check_cfg(self, cfg) -> None:
         """Check whether some variables are set correctly for the trainer (hook for subclasses)."""
@@ -419,6 +471,8 @@ class SimpleTrainer(TrainerBase):
             directory = self.cfg.RESUME
         self.start_epoch = self.resume_model_if_exist(directory)
         self.broadcast_model_state()
+        if is_main_process():
+            self.rollback_record(self.start_epoch)
 
         # Initialize summary writer
         writer_dir = osp.join(self.output_dir, "tensorboard")
@@ -449,30 +503,58 @@ class SimpleTrainer(TrainerBase):
         self.close_writer()
 
     def after_epoch(self) -> None:
+        """Evaluate for selection, then write the epoch's files; ``model-last`` (the resume point) comes last.
+
+        So a kill anywhere leaves the previous epoch's ``model-last`` as the resume point, and the rerun repeats this
+        epoch bit-identically, rewriting the same ``model-best`` / ``model.pth.tar-N`` files.
+        """
+        self.check_finite(self.trainable_state(), f"the trainable tensors after epoch {self.epoch + 1}")
         last_epoch = (self.epoch + 1) == self.max_epoch
         do_test = not self.cfg.TEST.NO_TEST
         meet_checkpoint_freq = (
             (self.epoch + 1) % self.cfg.TRAIN.CHECKPOINT_FREQ == 0 if self.cfg.TRAIN.CHECKPOINT_FREQ > 0 else False
         )
+        save_last = self.cfg.TRAIN.SAVE_LAST
 
         if do_test and self.cfg.TEST.FINAL_MODEL == "best_val":
             curr_result = self.test(split="val")
             is_best = curr_result > self.best_result
             if is_best:
                 self.best_result = curr_result
-                self.save_model(self.epoch, self.output_dir, val_result=curr_result, model_name="model-best.pth.tar")
+                self.save_model(
+                    self.epoch, self.output_dir, val_result=curr_result, model_name="model-best.pth.tar",
+                    update_pointer=False,
+                )  # fmt: skip
 
         if meet_checkpoint_freq or last_epoch:
-            self.save_model(self.epoch, self.output_dir)
-        elif self.cfg.TRAIN.SAVE_LAST:
+            self.save_model(self.epoch, self.output_dir, update_pointer=not save_last)
+        if save_last:
             self.save_model(self.epoch, self.output_dir, model_name="model-last.pth.tar")
+
+    def trainable_state(self) -> dict:
+        """The tensors a checkpoint holds, for every registered model (``<name>.<key>``)."""
+        return {f"{name}.{k}": v for name in self.get_model_names() for k, v in self.model_state_dict(name).items()}
 
     def checkpoint_extras(self) -> dict:
         best = self.best_result
         return {
             "rng_state": get_rng_state(),
             "best_result": None if best is None or not np.isfinite(best) else float(best),
+            "fingerprint": config_fingerprint(self.cfg),
         }
+
+    def check_resume_fingerprint(self, checkpoint: dict, fpath: str) -> None:
+        stored = checkpoint.get("fingerprint")
+        if stored is None:
+            return  # written by an older version or upstream: run.json (train.py) has checked the folder
+        differences = describe_differences(stored, config_fingerprint(self.cfg))
+        if differences:
+            shown = "\n  ".join(differences[:20])
+            raise RunStateError(
+                f"{fpath} was trained with another config; resuming it would label its numbers with settings they "
+                f"were not made with. Differences (checkpoint -> this run):\n  {shown}\nEither give this run another "
+                "--output-dir (and no --resume), or use FORCE=1 (scripts) / --force (train.py) to start afresh."
+            )
 
     def restore_checkpoint_extras(self, checkpoint: dict) -> None:
         if checkpoint.get("rng_state") is not None:
@@ -523,19 +605,44 @@ class SimpleTrainer(TrainerBase):
         self.record_result(split, results, final=final, num_samples=len(data_loader.dataset), epoch=epoch)
         return list(results.values())[0]
 
+    def rollback_record(self, start_epoch: int) -> None:
+        """Keep the evaluations that the resumed state has made (its epochs), drop the rest: the epochs after it are
+        trained and evaluated again. Also removes temp files of writes a kill interrupted."""
+        for path in self.run_folder.remove_stale_temp_files():
+            print(f"Removed the temp file of an interrupted write: {path}")
+        had_record = osp.exists(self.run_folder.record_path)
+        self._evaluations = self.run_folder.rollback(
+            lambda e: e.get("stage") == "epoch" and (e.get("epoch") or 0) <= start_epoch
+        )
+        if had_record or osp.exists(osp.join(self.output_dir, "results.json")):
+            self.write_results()
+
     def record_result(
         self, split: str, results: dict, final: bool = False, num_samples: int | None = None, epoch: int | None = None
     ) -> None:
-        """Append one evaluation to ``<OUTPUT_DIR>/results.json`` (machine-readable twin of log.txt)."""
+        """Append one evaluation durably to the run's record (``evaluations.jsonl``), then rewrite
+        ``results.json`` (the machine-readable twin of log.txt) from the whole record."""
         if epoch is None:
             epoch = self._deployed_epoch if final else self.epoch + 1
         entry = {
             "split": split,
             "epoch": epoch,
             "num_samples": num_samples,
+            "stage": self.stage,
+            "final": bool(final),
         }
         entry.update({k: _to_jsonable(v) for k, v in results.items()})
+        if self._evaluations is None:  # an evaluation outside training (eval-only): a record of its own
+            self._evaluations = self.run_folder.rewrite_record([])
+        self.run_folder.append(entry)
         self._evaluations.append(entry)
+        fault_point("evaluation-recorded")
+        self.write_results()
+
+    def write_results(self) -> None:
+        """``results.json``: derived from the record alone, so a resumed run writes what an uninterrupted one does."""
+        evaluations = list(self._evaluations or [])
+        finals = [e for e in evaluations if e.get("final")]
         payload = {
             "trainer": self.cfg.TRAINER.NAME,
             "dataset": self.cfg.DATASET.NAME,
@@ -545,13 +652,11 @@ class SimpleTrainer(TrainerBase):
             "backbone": self.cfg.MODEL.BACKBONE.NAME,
             "final_model": self.cfg.TEST.FINAL_MODEL,
             "config_hash": hashlib.sha256(self.cfg.dump().encode("utf-8")).hexdigest()[:16],
-            "evaluations": self._evaluations,
+            "evaluations": evaluations,
         }
-        if final:
-            self._final_result = entry
-        if getattr(self, "_final_result", None) is not None:
-            payload["final"] = self._final_result
-        payload.update(self.results_summary(self._evaluations))
+        if finals:
+            payload["final"] = finals[-1]
+        payload.update(self.results_summary(evaluations))
         payload["backbones"] = getattr(self, "loaded_backbones", {})
         write_json(payload, osp.join(self.output_dir, "results.json"))
 
@@ -604,6 +709,7 @@ class TrainerX(SimpleTrainer):
             progress.update()
             data_time.update(time.time() - end)
             loss_summary = self.forward_backward(batch)
+            fault_point("batch")
             batch_time.update(time.time() - end)
             losses.update(loss_summary)
 

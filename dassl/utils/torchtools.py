@@ -27,6 +27,7 @@ import torch
 import torch.nn as nn
 
 from .errors import UserError
+from .faults import fault_point
 from .tools import FileWriteError, atomic_write_text, mkdir_if_missing, temp_file_beside, write_failed
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "init_network_weights",
     "get_rng_state",
     "set_rng_state",
+    "preserved_rng_state",
     "UntrustedObject",
     "UnsafeCheckpointError",
     "CheckpointReadError",
@@ -62,6 +64,7 @@ def atomic_torch_save(obj: Any, fpath: str) -> None:
     os.close(fd)
     try:
         torch.save(obj, tmp)
+        fault_point("checkpoint-write")
         os.replace(tmp, fpath)
     except BaseException as err:
         if osp.exists(tmp):
@@ -83,11 +86,13 @@ def save_checkpoint(
     is_best: bool = False,
     remove_module_from_keys: bool = True,
     model_name: str = "",
+    update_pointer: bool = True,
 ) -> str:
     """Save ``state`` to ``save_dir/<model_name or model.pth.tar-{epoch}>`` and record it in ``save_dir/checkpoint``.
 
     ``state`` holds ``state_dict`` and ``epoch`` (Dassl also stores ``optimizer``, ``scheduler``, ``val_result``).
-    With ``is_best`` a copy is kept as ``model-best.pth.tar``. Returns the path written.
+    With ``is_best`` a copy is kept as ``model-best.pth.tar``. ``update_pointer=False`` leaves ``checkpoint`` (the
+    file a resume reads) alone: the engine points it only at the last file an epoch writes. Returns the path written.
     """
     mkdir_if_missing(save_dir)
     if remove_module_from_keys:
@@ -100,7 +105,9 @@ def save_checkpoint(
     fpath = osp.join(save_dir, model_name)
     atomic_torch_save(state, fpath)
     print(f"Checkpoint saved to {fpath}")
-    atomic_write_text(osp.join(save_dir, "checkpoint"), f"{osp.basename(fpath)}\n")
+    if update_pointer:
+        atomic_write_text(osp.join(save_dir, "checkpoint"), f"{osp.basename(fpath)}\n")
+    fault_point("checkpoint-saved")
     if is_best:
         best_fpath = osp.join(save_dir, "model-best.pth.tar")
         atomic_torch_save(state, best_fpath)
@@ -257,6 +264,20 @@ def _unsafe(fpath: str, err: Exception) -> UnsafeCheckpointError:
         "toolkit or by upstream Dassl/PromptSRC; if you trust this file, convert it yourself to a plain state dict "
         "(torch.load(..., weights_only=False), then torch.save(state_dict, ...))."
     )
+
+
+@contextlib.contextmanager
+def preserved_rng_state():
+    """Run a block without moving the python / numpy / torch RNG streams of the code around it.
+
+    For work whose presence depends on a cache (building the teacher, sampling few-shot data): a warm cache must
+    leave the random streams, and so the run's numbers, exactly as a cold one does.
+    """
+    state = get_rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(state)
 
 
 def get_rng_state() -> dict:

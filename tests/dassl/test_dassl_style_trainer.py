@@ -68,7 +68,8 @@ def test_train_save_and_eval_only(assets, tmp_path, capsys):
     assert "Finish training" in captured and "* accuracy:" in captured
 
     model_dir = out / "prompt_learner"
-    assert (model_dir / "checkpoint").read_text().strip() == f"model.pth.tar-{MAX_EPOCH}"
+    # the resume point is model-last, written after the epoch's other files (crash-consistent order)
+    assert (model_dir / "checkpoint").read_text().strip() == "model-last.pth.tar"
     saved = torch.load(model_dir / f"model.pth.tar-{MAX_EPOCH}", weights_only=True)  # our files are weights-only
     assert saved["epoch"] == MAX_EPOCH
     assert set(saved["state_dict"]) == {"ctx", "token_prefix", "token_suffix"}
