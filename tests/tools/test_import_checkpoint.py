@@ -53,7 +53,9 @@ def test_missing_deep_prompt_is_named(golden_dir, tmp_path, capsys):
 def test_class_vector_cache_is_reused_and_keyed_by_checkpoint_and_classes(golden_dir, tmp_path):
     ckpt = tmp_path / "teacher.pth.tar"
     import_teacher(str(original(golden_dir)), str(ckpt))
-    key = class_vector_cache_key(str(ckpt), CLASSES, "ViT-L/14", "a photo of a")
+    clip_file = golden_dir / "clip" / "ViT-L-14.pt"
+    keyed = {"backbone_file": clip_file, "precision": "fp32", "device": "cpu"}
+    key = class_vector_cache_key(str(ckpt), CLASSES, "ViT-L/14", "a photo of a", **keyed)
     assert cached_class_vectors(None, tmp_path / "cache", key) is None  # nothing cached yet
     teacher = build_teacher(
         load_clip("ViT-L/14", str(golden_dir / "clip" / "ViT-L-14.pt")), CLASSES, read_teacher_state(ckpt), "a photo of a"
@@ -61,8 +63,8 @@ def test_class_vector_cache_is_reused_and_keyed_by_checkpoint_and_classes(golden
     first = cached_class_vectors(teacher, tmp_path / "cache", key)
     again = cached_class_vectors(None, tmp_path / "cache", key)  # a second run needs no teacher
     torch.testing.assert_close(again, first.cpu(), rtol=0, atol=0)
-    assert class_vector_cache_key(str(ckpt), CLASSES[::-1], "ViT-L/14", "a photo of a") != key
+    assert class_vector_cache_key(str(ckpt), CLASSES[::-1], "ViT-L/14", "a photo of a", **keyed) != key
     state = torch.load(ckpt, weights_only=True)
     state["state_dict"]["prompt_learner.ctx"] += 1
     torch.save(state, ckpt)
-    assert class_vector_cache_key(str(ckpt), CLASSES, "ViT-L/14", "a photo of a") != key
+    assert class_vector_cache_key(str(ckpt), CLASSES, "ViT-L/14", "a photo of a", **keyed) != key
