@@ -28,6 +28,7 @@ import pickle
 import shlex
 from typing import Any
 
+from dassl.config import ConfigError
 from dassl.data.datasets import DatasetBase, Datum
 from dassl.utils import mkdir_if_missing, read_json, write_json
 from dassl.utils.errors import UserError
@@ -197,7 +198,7 @@ def subsample_classes(*args: list[Datum], subsample: str = "all") -> list[list[D
     The label set comes from the first data source (train); every source is filtered with it.
     """
     if subsample not in SUBSAMPLE_CHOICES:
-        raise ValueError(f"DATASET.SUBSAMPLE_CLASSES must be one of {SUBSAMPLE_CHOICES}, got '{subsample}'")
+        raise ConfigError(f"DATASET.SUBSAMPLE_CLASSES must be one of {SUBSAMPLE_CHOICES}, got '{subsample}'")
     if subsample == "all":
         return args
 
@@ -347,7 +348,7 @@ def resolve_protocol(cfg) -> str:
     """``standard`` or ``transductive`` (``auto``: transductive for the trainers in TRANSDUCTIVE_TRAINERS)."""
     protocol = cfg.DATASET.PROTOCOL
     if protocol not in PROTOCOLS:
-        raise ValueError(f"DATASET.PROTOCOL must be one of {PROTOCOLS}, got '{protocol}'")
+        raise ConfigError(f"DATASET.PROTOCOL must be one of {PROTOCOLS}, got '{protocol}'")
     if protocol == "auto":
         return "transductive" if cfg.TRAINER.NAME in TRANSDUCTIVE_TRAINERS else "standard"
     return protocol
@@ -360,7 +361,7 @@ def protocol_splits(
     subsample = cfg.DATASET.SUBSAMPLE_CLASSES
     val_source = cfg.DATASET.VAL_SOURCE
     if val_source not in VAL_SOURCES:
-        raise ValueError(f"DATASET.VAL_SOURCE must be one of {VAL_SOURCES}, got '{val_source}'")
+        raise ConfigError(f"DATASET.VAL_SOURCE must be one of {VAL_SOURCES}, got '{val_source}'")
 
     if resolve_protocol(cfg) == "transductive":
         modal = cfg.TRAINER.MODAL
@@ -375,7 +376,7 @@ def protocol_splits(
             train, val, test = subsample_classes(train, val, test, subsample=subsample)
             _log_selection(val_source, "test images")
             return train, (test if val_source == "test" else val), test
-        raise ValueError(f"TRAINER.MODAL must be one of {MODALS}, got '{modal}'")
+        raise ConfigError(f"TRAINER.MODAL must be one of {MODALS}, got '{modal}'")
 
     train, val, test = subsample_classes(train, val, test, subsample=subsample)
     if val_source == "test":
@@ -410,7 +411,7 @@ class BenchmarkDataset(DatasetBase):
         self.split_path = osp.join(self.dataset_dir, self.split_file) if self.split_file else ""
         self.split_fewshot_dir = osp.join(self.dataset_dir, "split_fewshot")
         if not self.has_val and cfg.DATASET.VAL_SOURCE == "val" and cfg.TEST.FINAL_MODEL == "best_val":
-            raise ValueError(
+            raise ConfigError(
                 f"{type(self).__name__} has no val split, so DATASET.VAL_SOURCE val cannot select models; "
                 "use DATASET.VAL_SOURCE test (upstream's choice) or TEST.FINAL_MODEL last_step."
             )

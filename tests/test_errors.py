@@ -134,6 +134,22 @@ def _checkpoint_mismatch(ctx: Ctx) -> int:
     return ctx.train(flags=("--eval-only", "--model-dir", str(model_dir)))
 
 
+def _other_config(ctx: Ctx) -> int:
+    assert ctx.train("OPTIM.LR", "0.002") == 0
+    return ctx.train("OPTIM.LR", "0.5")
+
+
+def _folder_in_use(ctx: Ctx) -> int:
+    from dassl.engine.run_folder import RunFolder
+
+    other = RunFolder(str(ctx.tmp / "out"))
+    other.acquire()  # another run holds the folder
+    try:
+        return ctx.train()
+    finally:
+        other.release()
+
+
 def _label_two_names(split: dict) -> None:
     split["test"][0][2] = "not " + split["test"][0][2]
 
@@ -197,6 +213,15 @@ CASES: dict[str, Case] = {
     "prepare-data-offline": Case(
         _prepare_data_offline, 1, (r"eurosat: ERROR: Cannot reach 127\.0\.0\.1:9", "rerun when online"), stream="out",
     ),
+    "config-bad-value": Case(
+        lambda c: c.train("TRAINER.COOP.PREC", "fp8"), 2, (r"TRAINER\.COOP\.PREC must be one of", "fp8"),
+    ),
+    "model-dir-file-missing": Case(
+        lambda c: c.train(flags=("--eval-only", "--model-dir", str(c.tmp / "nothing"), "--load-epoch", "3")),
+        2, (r"Model not found at .*model\.pth\.tar-3", "--model-dir and --load-epoch"),
+    ),
+    "run-folder-other-config": Case(_other_config, 2, (r"OPTIM\.LR: 0\.002 -> 0\.5", "another --output-dir", "FORCE=1")),
+    "run-folder-in-use": Case(_folder_in_use, 2, (r"in use by another run \(pid \d+", "another\n?.*--output-dir")),
 }
 
 

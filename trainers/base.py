@@ -51,7 +51,7 @@ class PromptTrainer(TrainerX):
     def check_cfg(self, cfg) -> None:
         prec = cfg.TRAINER[self.CONFIG_NODE].PREC
         if prec not in PRECISIONS:
-            raise ValueError(f"TRAINER.{self.CONFIG_NODE}.PREC must be one of {PRECISIONS}, got '{prec}'")
+            raise ConfigError(f"TRAINER.{self.CONFIG_NODE}.PREC must be one of {PRECISIONS}, got '{prec}'")
 
     def load_backbone(self, name: str | None = None, path: str | None = None, path_key: str = "MODEL.BACKBONE.PATH"):
         """The frozen CLIP (fp32, eval mode); INPUT.SIZE must equal its input resolution, as upstream asserts.

@@ -39,6 +39,7 @@ from dassl.utils import (
 from dassl.utils.distributed import all_reduce_gradients, broadcast_from_main, is_main_process, world_size
 from dassl.utils.errors import NonFiniteError, RunStateError
 from dassl.utils.faults import fault_point
+from dassl.utils.torchtools import CheckpointNotFoundError
 
 from .run_folder import RunFolder, config_fingerprint, describe_differences
 
@@ -233,7 +234,7 @@ class TrainerBase:
         for name in names:
             model_path = osp.join(directory, name, model_file)
             if not osp.exists(model_path):
-                raise FileNotFoundError(
+                raise CheckpointNotFoundError(
                     f'Model not found at "{model_path}". Check --model-dir and --load-epoch '
                     f"(files there: {sorted(_list_dir(osp.join(directory, name)))})"
                 )
