@@ -23,6 +23,7 @@ from dassl.config import ConfigError, get_cfg_default, merge_cfg_from_file, merg
 from dassl.engine import build_trainer
 from dassl.utils import atomic_write_text, collect_env_info, set_random_seed, setup_logger
 from dassl.utils.distributed import init_distributed, is_main_process, rank, world_size
+from datasets.common import resolve_val_source
 from trainers.backbone import ClipCheckpointError
 from trainers.config import extend_cfg
 
@@ -75,6 +76,7 @@ def setup_cfg(args: argparse.Namespace):
         merge_cfg_from_file(cfg, args.config_file)
     reset_cfg(cfg, args)
     merge_cfg_from_list(cfg, args.opts or [])
+    cfg.DATASET.VAL_SOURCE = resolve_val_source(cfg)  # the run records the split it selected on, not "auto"
     cfg.freeze()
     return cfg
 

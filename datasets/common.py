@@ -13,8 +13,9 @@ Protocols (``DATASET.PROTOCOL``; ``auto`` picks ``transductive`` for PromptKD, a
   classes (labels unused), ``val`` = base-class test images, ``test`` = novel-class test images, each relabelled;
   ``TRAINER.MODAL cross`` trains on the target's train split with ``val = test`` = the target's test split.
 
-Model selection split (``DATASET.VAL_SOURCE``): ``test`` (default, parity with the PromptKD repository, whose
-dataset classes pass the test split as ``val``) or ``val`` (the json ``val`` split: honest selection).
+Model selection split (``DATASET.VAL_SOURCE``): ``auto`` (default: each upstream's own choice, see
+``resolve_val_source``), ``test`` (the PromptKD repository, whose dataset classes pass the test split as ``val``)
+or ``val`` (the json ``val`` split, as CoOp, MaPLe and PromptSRC do).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from dassl.utils import mkdir_if_missing, read_json, write_json
 SUBSAMPLE_CHOICES = ("all", "base", "new")
 PROTOCOLS = ("auto", "standard", "transductive")
 MODALS = ("base2novel", "cross")
-VAL_SOURCES = ("test", "val")
+VAL_SOURCES = ("auto", "test", "val")
 # Trainers that distil on unlabeled data of all classes (upstream: `if cfg.TRAINER.NAME == "PromptKD"`)
 TRANSDUCTIVE_TRAINERS = ("PromptKD",)
 
@@ -242,14 +243,23 @@ def resolve_protocol(cfg) -> str:
     return protocol
 
 
+def resolve_val_source(cfg) -> str:
+    """``test`` or ``val``: ``auto`` is the test split for the PromptKD student (its repository's dataset classes
+    pass test as val) and the json val split for every other trainer (the CoOp, MaPLe and PromptSRC repositories)."""
+    val_source = cfg.DATASET.VAL_SOURCE
+    if val_source not in VAL_SOURCES:
+        raise ValueError(f"DATASET.VAL_SOURCE must be one of {VAL_SOURCES}, got '{val_source}'")
+    if val_source == "auto":
+        return "test" if cfg.TRAINER.NAME in TRANSDUCTIVE_TRAINERS else "val"
+    return val_source
+
+
 def protocol_splits(
     cfg, train: list[Datum], val: list[Datum], test: list[Datum]
 ) -> tuple[list[Datum], list[Datum], list[Datum]]:
     """Apply the protocol, base/novel subsampling and the model-selection split (module docstring)."""
     subsample = cfg.DATASET.SUBSAMPLE_CLASSES
-    val_source = cfg.DATASET.VAL_SOURCE
-    if val_source not in VAL_SOURCES:
-        raise ValueError(f"DATASET.VAL_SOURCE must be one of {VAL_SOURCES}, got '{val_source}'")
+    val_source = resolve_val_source(cfg)
 
     if resolve_protocol(cfg) == "transductive":
         modal = cfg.TRAINER.MODAL
@@ -298,7 +308,7 @@ class BenchmarkDataset(DatasetBase):
         self.image_dir = osp.join(self.dataset_dir, self.image_dir_name)
         self.split_path = osp.join(self.dataset_dir, self.split_file) if self.split_file else ""
         self.split_fewshot_dir = osp.join(self.dataset_dir, "split_fewshot")
-        if not self.has_val and cfg.DATASET.VAL_SOURCE == "val" and cfg.TEST.FINAL_MODEL == "best_val":
+        if not self.has_val and resolve_val_source(cfg) == "val" and cfg.TEST.FINAL_MODEL == "best_val":
             raise ValueError(
                 f"{type(self).__name__} has no val split, so DATASET.VAL_SOURCE val cannot select models; "
                 "use DATASET.VAL_SOURCE test (upstream's choice) or TEST.FINAL_MODEL last_step."

@@ -1,4 +1,4 @@
-# KgCoOp's settings, shared by its four scripts (train and test must agree on W and the options), then the protocols.
+# KgCoOp's settings, shared by its scripts (train and test must agree on W and the options), then the protocols.
 #   W (env)    the knowledge-guided loss weight, a float (default 8.0); part of the base-to-novel folder name
 #   CFG (env)  a configs/trainers/KgCoOp stem (default vit_b16_ep100_ctxv1)
 TRAINER=KgCoOp
