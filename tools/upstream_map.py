@@ -196,6 +196,19 @@ CONFIG_ROWS: list[ConfigRow] = [
 ]  # fmt: skip
 
 
+# Tools of the originals that are not train.py runs: (repository, original command line, ours)
+TOOL_ROWS: list[tuple[str, str, str]] = [
+    ("CoOp", "python interpret_prompt.py <prompt_learner/model.pth.tar-E> <topk>",
+     "python tools/interpret_prompt.py <prompt_learner/model.pth.tar-E> <topk>"),
+    ("CoOp", "bash lpclip/feat_extractor.sh, then bash lpclip/linear_probe.sh",
+     "python tools/lpclip.py --root DATA --dataset-config-file ... --config-file configs/trainers/CoOp/rn50_val.yaml "
+     "--seed S --output-dir DIR DATASET.NUM_SHOTS K"),
+    ("KgCoOp", "ProGrad (its Dassl.ProGrad fork, LOSS.* keys)",
+     "python train.py --trainer ProGrad --config-file configs/trainers/ProGrad/vit_b16_ep50_ctxv1.yaml ..."),
+    ("CoOp", "python parse_test_res.py DIR [--test-log] [--ci95]", "python tools/parse_results.py DIR [--ci95]"),
+]  # fmt: skip
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # running the rows
 
@@ -277,6 +290,8 @@ def render() -> str:
     for config in CONFIG_ROWS:
         here = f"`{config.ours}`" if config.ours else "same"
         lines.append(f"| {config.repo} | `{config.upstream}` | {here} | {_cell(config.note)} |")
+    lines += ["", "## Tools", "", "| repository | original | here |", "|---|---|---|"]
+    lines += [f"| {repo} | `{_cell(upstream)}` | `{_cell(ours)}` |" for repo, upstream, ours in TOOL_ROWS]
     return "\n".join(lines) + "\n"
 
 

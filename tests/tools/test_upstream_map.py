@@ -49,6 +49,15 @@ def test_every_original_yaml_name_loads(row):
     assert cfg.OPTIM.MAX_EPOCH >= 1 and cfg.MODEL.BACKBONE.NAME
 
 
+@pytest.mark.parametrize("row", upstream_map.TOOL_ROWS, ids=lambda row: row[1])
+def test_every_original_tool_has_ours(row):
+    words = row[2].split()
+    target = words[1] if words[0] == "python" and words[1] != "train.py" else "train.py"
+    assert (REPO_ROOT / target).is_file()
+    if "--config-file" in words:
+        assert (REPO_ROOT / words[words.index("--config-file") + 1]).is_file()
+
+
 def test_kgcoop_original_yaml_with_a_bool_ctx_init_loads(tmp_path):
     for value, expected in (("True", "a photo of a"), ("False", "")):
         yaml_file = tmp_path / f"kgcoop_{value}.yaml"
