@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import os.path as osp
 import pickle
 from typing import Any
@@ -46,7 +47,9 @@ def read_split(filepath: str, path_prefix: str, dataset: str = "<dataset>") -> t
     if not osp.isfile(filepath):
         raise FileNotFoundError(
             f"Split file not found: {filepath}. Every benchmark needs the CoOp split json in its dataset folder: "
-            f"python tools/prepare_data.py --download {dataset} fetches it with the data."
+            f"python tools/prepare_data.py --download {dataset} fetches it with the data. For a folder-per-class "
+            f"dataset, python tools/prepare_data.py --make-split {dataset} --seed 1 writes a seeded random split "
+            "instead, as the original code draws one (numbers on it are not comparable with published ones)."
         )
     print(f"Reading split from {filepath}")
     split = read_json(filepath)
@@ -76,6 +79,38 @@ def save_split(train: list[Datum], val: list[Datum], test: list[Datum], filepath
     split = {name: datums_to_items(data, path_prefix) for name, data in (("train", train), ("val", val), ("test", test))}
     write_json(split, filepath)
     print(f"Saved split to {filepath}")
+
+
+def generate_split(
+    image_dir: str,
+    seed: int,
+    p_train: float = 0.5,
+    p_val: float = 0.2,
+    ignored: tuple[str, ...] = (),
+    new_cnames: dict[str, str] | None = None,
+) -> tuple[list[Datum], list[Datum], list[Datum]]:
+    """A random train / val / test split of a folder-per-class image dir, as upstream's ``read_and_split_data``
+    draws one when a split json is missing (per class: shuffle, round(n * p_train) train, round(n * p_val) val,
+    the rest test; labels follow the sorted folder names). Reproducible: folders and files are listed sorted and
+    shuffled by ``random.Random(seed)`` (upstream shuffles the unsorted listing with the global RNG)."""
+    import random
+
+    rng = random.Random(seed)
+    categories = sorted(c for c in os.listdir(image_dir) if not c.startswith(".") and c not in ignored
+                        and osp.isdir(osp.join(image_dir, c)))  # fmt: skip
+    splits: tuple[list[Datum], list[Datum], list[Datum]] = ([], [], [])
+    for label, category in enumerate(categories):
+        folder = osp.join(image_dir, category)
+        images = sorted(f for f in os.listdir(folder) if not f.startswith("."))
+        rng.shuffle(images)
+        n_train, n_val = round(len(images) * p_train), round(len(images) * p_val)
+        if n_train < 1 or n_val < 1 or len(images) - n_train - n_val < 1:
+            raise ValueError(f"{folder} has {len(images)} images: too few for a train / val / test split")
+        classname = (new_cnames or {}).get(category, category)
+        parts = (images[:n_train], images[n_train : n_train + n_val], images[n_train + n_val :])
+        for split, names in zip(splits, parts):
+            split.extend(Datum(impath=osp.join(folder, name), label=label, classname=classname) for name in names)
+    return splits
 
 
 def read_classnames(text_file: str) -> dict[str, str]:
@@ -301,6 +336,8 @@ class BenchmarkDataset(DatasetBase):
     split_file = ""  # CoOp split json under dataset_dir
     paths_relative_to_dataset_dir = False  # StanfordCars' split paths start at dataset_dir
     has_val = True  # ImageNet has no val split (its few-shot cache holds train only)
+    # How upstream draws a split when the json is missing (generate_split keywords); None: it cannot
+    split_generation: dict | None = None
 
     def __init__(self, cfg) -> None:
         root = osp.abspath(osp.expanduser(cfg.DATASET.ROOT))
