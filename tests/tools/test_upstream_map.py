@@ -153,3 +153,12 @@ def test_promptsrc_few_shot_gets_the_dataset_gpa(dataset, gpa):
         upstream_map.option(runs[0], "TRAINER.PROMPTSRC.GPA_MEAN"),
         upstream_map.option(runs[0], "TRAINER.PROMPTSRC.GPA_STD"),
     ) == gpa
+
+
+def test_sweeps_call_kgcoops_one_run_scripts():
+    from tools import sweep
+
+    b2n = [step.key for step in sweep.plan(["kgcoop"], "base2new", ["dtd"], [2])]
+    assert b2n == ["kgcoop/base2new_train_seed.sh dtd 2", "kgcoop/base2new_test_seed.sh dtd 2"]
+    xd = [step.key for step in sweep.plan(["kgcoop"], "xd", ["dtd"], [1])]
+    assert xd == ["kgcoop/xd_train_imagenet.sh 1", "kgcoop/xd_test.sh dtd 1"]
