@@ -72,3 +72,19 @@ def test_clip_weights_are_found_in_promptkds_clip_folder(tmp_path, monkeypatch):
     assert resolve_clip_checkpoint("ViT-B/16").resolve() == (tmp_path / "clip" / "ViT-B-16.pt").resolve()
     (cache / "ViT-B-16.pt").write_bytes(content)  # the cache dir comes first
     assert resolve_clip_checkpoint("ViT-B/16") == cache / "ViT-B-16.pt"
+
+
+def test_promptsrc_few_shot_yaml_is_promptsrcs_and_promptkds_copy_is_renamed():
+    from dassl.config import get_cfg_default, merge_cfg_from_file
+    from trainers.config import extend_cfg
+
+    def load(stem):
+        cfg = get_cfg_default()
+        extend_cfg(cfg)
+        return merge_cfg_from_file(cfg, str(REPO_ROOT / "configs/trainers/PromptSRC" / f"{stem}.yaml"))
+
+    ours = load("vit_b16_c2_ep50_batch4_4+4ctx_few_shot")  # baselines.md §4: PromptSRC's recipe
+    assert (ours.OPTIM.LR, ours.DATALOADER.TRAIN_X.BATCH_SIZE, ours.OPTIM.MAX_EPOCH) == (0.0025, 4, 50)
+    copy = load("vit_b16_c2_ep50_batch8_4+4ctx_few_shot_promptkd")  # the PromptKD repository's file of that name
+    assert (copy.OPTIM.LR, copy.DATALOADER.TRAIN_X.BATCH_SIZE, copy.TEST.FINAL_MODEL) == (0.005, 8, "best_val")
+    assert copy.DATASET.VAL_SOURCE == "test"
