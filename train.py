@@ -25,6 +25,7 @@ from dassl.engine.run_folder import eval_only_fingerprint, open_run_folder
 from dassl.utils import atomic_write_text, collect_env_info, set_random_seed, setup_logger
 from dassl.utils.distributed import broadcast_from_main, init_distributed, is_main_process, rank, world_size
 from dassl.utils.errors import DEBUG_ENV_VAR, NonFiniteError, UserError, run_entry_point
+from datasets.common import resolve_val_source
 from trainers.config import extend_cfg
 
 __all__ = ["extend_cfg", "setup_cfg", "reset_cfg", "main", "build_parser"]
@@ -76,6 +77,7 @@ def setup_cfg(args: argparse.Namespace):
         merge_cfg_from_file(cfg, args.config_file)
     reset_cfg(cfg, args)
     merge_cfg_from_list(cfg, args.opts or [])
+    cfg.DATASET.VAL_SOURCE = resolve_val_source(cfg)  # the run records the split it selected on, not "auto"
     cfg.freeze()
     return cfg
 

@@ -13,8 +13,9 @@ Protocols (``DATASET.PROTOCOL``; ``auto`` picks ``transductive`` for PromptKD, a
   classes (labels unused), ``val`` = base-class test images, ``test`` = novel-class test images, each relabelled;
   ``TRAINER.MODAL cross`` trains on the target's train split with ``val = test`` = the target's test split.
 
-Model selection split (``DATASET.VAL_SOURCE``): ``test`` (default, parity with the PromptKD repository, whose
-dataset classes pass the test split as ``val``) or ``val`` (the json ``val`` split: honest selection).
+Model selection split (``DATASET.VAL_SOURCE``): ``auto`` (default: each upstream's own choice, see
+``resolve_val_source``), ``test`` (the PromptKD repository, whose dataset classes pass the test split as ``val``)
+or ``val`` (the json ``val`` split, as CoOp, MaPLe and PromptSRC do).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import contextlib
 import hashlib
 import json
 import math
+import os
 import os.path as osp
 import pickle
 import shlex
@@ -37,7 +39,7 @@ from dassl.utils.torchtools import preserved_rng_state
 SUBSAMPLE_CHOICES = ("all", "base", "new")
 PROTOCOLS = ("auto", "standard", "transductive")
 MODALS = ("base2novel", "cross")
-VAL_SOURCES = ("test", "val")
+VAL_SOURCES = ("auto", "test", "val")
 # Trainers that distil on unlabeled data of all classes (upstream: `if cfg.TRAINER.NAME == "PromptKD"`)
 TRANSDUCTIVE_TRAINERS = ("PromptKD",)
 
@@ -133,7 +135,9 @@ def read_split(
     if not osp.isfile(filepath):
         raise DatasetNotFoundError(
             f"Split file not found: {filepath}. Every benchmark needs the CoOp split json in its dataset folder. "
-            f"Fix: {fix}"
+            f"Fix: {fix}. For a folder-per-class dataset, python tools/prepare_data.py --make-split {dataset} --seed 1 "
+            "writes a seeded random split instead, as the original code draws one (numbers on it are not comparable "
+            "with published ones)."
         )
     print(f"Reading split from {filepath}")
     try:
@@ -171,6 +175,38 @@ def save_split(train: list[Datum], val: list[Datum], test: list[Datum], filepath
     split = {name: datums_to_items(data, path_prefix) for name, data in (("train", train), ("val", val), ("test", test))}
     write_json(split, filepath)
     print(f"Saved split to {filepath}")
+
+
+def generate_split(
+    image_dir: str,
+    seed: int,
+    p_train: float = 0.5,
+    p_val: float = 0.2,
+    ignored: tuple[str, ...] = (),
+    new_cnames: dict[str, str] | None = None,
+) -> tuple[list[Datum], list[Datum], list[Datum]]:
+    """A random train / val / test split of a folder-per-class image dir, as upstream's ``read_and_split_data``
+    draws one when a split json is missing (per class: shuffle, round(n * p_train) train, round(n * p_val) val,
+    the rest test; labels follow the sorted folder names). Reproducible: folders and files are listed sorted and
+    shuffled by ``random.Random(seed)`` (upstream shuffles the unsorted listing with the global RNG)."""
+    import random
+
+    rng = random.Random(seed)
+    categories = sorted(c for c in os.listdir(image_dir) if not c.startswith(".") and c not in ignored
+                        and osp.isdir(osp.join(image_dir, c)))  # fmt: skip
+    splits: tuple[list[Datum], list[Datum], list[Datum]] = ([], [], [])
+    for label, category in enumerate(categories):
+        folder = osp.join(image_dir, category)
+        images = sorted(f for f in os.listdir(folder) if not f.startswith("."))
+        rng.shuffle(images)
+        n_train, n_val = round(len(images) * p_train), round(len(images) * p_val)
+        if n_train < 1 or n_val < 1 or len(images) - n_train - n_val < 1:
+            raise ValueError(f"{folder} has {len(images)} images: too few for a train / val / test split")
+        classname = (new_cnames or {}).get(category, category)
+        parts = (images[:n_train], images[n_train : n_train + n_val], images[n_train + n_val :])
+        for split, names in zip(splits, parts):
+            split.extend(Datum(impath=osp.join(folder, name), label=label, classname=classname) for name in names)
+    return splits
 
 
 def read_classnames(text_file: str) -> dict[str, str]:
@@ -354,14 +390,23 @@ def resolve_protocol(cfg) -> str:
     return protocol
 
 
+def resolve_val_source(cfg) -> str:
+    """``test`` or ``val``: ``auto`` is the test split for the PromptKD student (its repository's dataset classes
+    pass test as val) and the json val split for every other trainer (the CoOp, MaPLe and PromptSRC repositories)."""
+    val_source = cfg.DATASET.VAL_SOURCE
+    if val_source not in VAL_SOURCES:
+        raise ConfigError(f"DATASET.VAL_SOURCE must be one of {VAL_SOURCES}, got '{val_source}'")
+    if val_source == "auto":
+        return "test" if cfg.TRAINER.NAME in TRANSDUCTIVE_TRAINERS else "val"
+    return val_source
+
+
 def protocol_splits(
     cfg, train: list[Datum], val: list[Datum], test: list[Datum]
 ) -> tuple[list[Datum], list[Datum], list[Datum]]:
     """Apply the protocol, base/novel subsampling and the model-selection split (module docstring)."""
     subsample = cfg.DATASET.SUBSAMPLE_CLASSES
-    val_source = cfg.DATASET.VAL_SOURCE
-    if val_source not in VAL_SOURCES:
-        raise ConfigError(f"DATASET.VAL_SOURCE must be one of {VAL_SOURCES}, got '{val_source}'")
+    val_source = resolve_val_source(cfg)
 
     if resolve_protocol(cfg) == "transductive":
         modal = cfg.TRAINER.MODAL
@@ -403,6 +448,8 @@ class BenchmarkDataset(DatasetBase):
     split_file = ""  # CoOp split json under dataset_dir
     paths_relative_to_dataset_dir = False  # StanfordCars' split paths start at dataset_dir
     has_val = True  # ImageNet has no val split (its few-shot cache holds train only)
+    # How upstream draws a split when the json is missing (generate_split keywords); None: it cannot
+    split_generation: dict | None = None
 
     def __init__(self, cfg) -> None:
         root = osp.abspath(osp.expanduser(cfg.DATASET.ROOT))
@@ -410,7 +457,7 @@ class BenchmarkDataset(DatasetBase):
         self.image_dir = osp.join(self.dataset_dir, self.image_dir_name)
         self.split_path = osp.join(self.dataset_dir, self.split_file) if self.split_file else ""
         self.split_fewshot_dir = osp.join(self.dataset_dir, "split_fewshot")
-        if not self.has_val and cfg.DATASET.VAL_SOURCE == "val" and cfg.TEST.FINAL_MODEL == "best_val":
+        if not self.has_val and resolve_val_source(cfg) == "val" and cfg.TEST.FINAL_MODEL == "best_val":
             raise ConfigError(
                 f"{type(self).__name__} has no val split, so DATASET.VAL_SOURCE val cannot select models; "
                 "use DATASET.VAL_SOURCE test (upstream's choice) or TEST.FINAL_MODEL last_step."

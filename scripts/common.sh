@@ -86,3 +86,46 @@ require_dataset() {
         exit 2
     fi
 }
+
+# Positional arguments are checked, so an argument in the wrong place fails instead of running something else
+# (e.g. KgCoOp's weight 8.0 where a seed is expected).   usage: require_seed <value> <usage line>
+require_seed() {
+    if ! [[ "$1" =~ ^[0-9]+$ ]]; then
+        echo "Expected a seed (a whole number) but got '$1'. usage: $2" >&2
+        exit 2
+    fi
+}
+
+require_number() {  # <value> <what> <usage line>
+    if ! [[ "$1" =~ ^[0-9]+([.][0-9]*)?([eE][-+]?[0-9]+)?$ ]]; then
+        echo "Expected $2 (a number, e.g. 8.0) but got '$1'. usage: $3" >&2
+        exit 2
+    fi
+}
+
+# The seeds a script that loops over seeds runs, as the original scripts do (SEEDS env, default "1 2 3")
+seeds() {
+    local seed
+    for seed in ${SEEDS:-1 2 3}; do require_seed "${seed}" "SEEDS=\"1 2 3\" (whole numbers)"; done
+    echo "${SEEDS:-1 2 3}"
+}
+
+# The value the run will get for KEY: the last KEY VALUE pair among the arguments, else DEFAULT
+#   usage: SHOTS=$(opt_value DATASET.NUM_SHOTS 0 "$@")
+opt_value() {
+    local key=$1 value=$2
+    shift 2
+    while [ $# -ge 2 ]; do
+        if [ "$1" = "${key}" ]; then value=$2; fi
+        shift 2
+    done
+    echo "${value}"
+}
+
+# PromptSRC's few-shot GPA (mean std) per dataset: 45 5 for the fine-grained / texture / satellite datasets, else 30 30
+fewshot_gpa() {
+    case "$1" in
+        stanford_cars|oxford_flowers|fgvc_aircraft|dtd|eurosat) echo "45 5" ;;
+        *) echo "30 30" ;;
+    esac
+}

@@ -105,7 +105,7 @@ def run_tiny(assets: tuple[Path, Path], trainer: str, config: str, out: Path, *o
     import train
 
     data, ckpt = assets
-    node = trainer.upper() if trainer != "KgCoOp" else "COOP"  # the TRAINER.<node> holding PREC
+    node = "COOP" if trainer in ("KgCoOp", "ProGrad") else trainer.upper()  # the TRAINER.<node> holding PREC
     argv = [
         "--root", str(data), "--seed", "1", "--trainer", trainer,
         "--dataset-config-file", str(REPO_ROOT / "configs/datasets/demo.yaml"),

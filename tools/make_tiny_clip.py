@@ -6,6 +6,8 @@ checkpoints, ``golden/README.md`` §1), so they load through exactly the code pa
 
   teacher  "ViT-L/14"-like: patch 14, embed dim 768, vision width 64, text width 64, 10 + 10 layers
   student  "ViT-B/16"-like: patch 16, embed dim 512, vision width 128 (2 heads), text width 64, 10 + 2 layers
+  rn50     "RN50"-like: OpenAI's ModifiedResNet (stem, 4 bottleneck stages, attention pooling), width 8, one block
+           per stage, embed dim 64, text width 64, 2 text layers; for the text-prompt methods on a ResNet
 
 Context length 77 and vocabulary 49408, so the real CLIP BPE tokenizer works with them. Weights follow the
 ``CLIP.initialize_parameters`` recipe with a seeded ``torch.Generator``; ``logit_scale`` = ln(100).
@@ -51,6 +53,17 @@ TINY_CLIP_SPECS: dict[str, dict] = {
         "text_width": 64,
         "vision_layers": 10,
         "text_layers": 2,
+    },
+    "rn50": {
+        "name": "RN50",
+        "file": "RN50.pt",
+        "patch": 32,  # the ResNet's total stride: image_size must be a multiple of it
+        "embed_dim": 64,
+        "vision_width": 8,
+        "text_width": 64,
+        "vision_layers": 1,  # bottleneck blocks per stage
+        "text_layers": 2,
+        "resnet": True,
     },
 }
 
@@ -119,6 +132,9 @@ def make_tiny_clip(
             f"both towers need at least one layer, got vision {vision_layers}, text {text_depth}"
         )
 
+    if spec.get("resnet"):
+        return _tiny_resnet_clip(spec, image_size, vision_layers, text_depth, seed)
+
     generator = torch.Generator().manual_seed(seed)
 
     def normal(shape: tuple[int, ...], std: float) -> Tensor:
@@ -154,6 +170,24 @@ def make_tiny_clip(
     sd["ln_final.weight"] = ones(t_width)
     sd["ln_final.bias"] = zeros(t_width)
     return sd
+
+
+def _tiny_resnet_clip(spec: dict, image_size: int, blocks: int, text_depth: int, seed: int) -> dict[str, Tensor]:
+    """A ModifiedResNet CLIP built by open_clip (whose key names are OpenAI's), seeded, as a float16 state dict."""
+    from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = CLIP(
+            spec["embed_dim"],
+            vision_cfg=CLIPVisionCfg(layers=(blocks,) * 4, width=spec["vision_width"], image_size=image_size),
+            text_cfg=CLIPTextCfg(context_length=CONTEXT_LENGTH, vocab_size=VOCAB_SIZE, width=spec["text_width"],
+                                 heads=max(1, spec["text_width"] // 64), layers=text_depth),  # fmt: skip
+            quick_gelu=True,
+        )
+        with torch.no_grad():
+            model.logit_scale.fill_(math.log(100.0))
+    return {key: value.half() if value.is_floating_point() else value for key, value in model.state_dict().items()}
 
 
 class _TensorTree(nn.Module):
@@ -201,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=(
-            "Files are written under OpenAI's names: ViT-L-14.pt (teacher), ViT-B-16.pt (student).\n"
+            "Files are written under OpenAI's names: ViT-L-14.pt (teacher), ViT-B-16.pt (student), RN50.pt (rn50).\n"
             f"--format both writes the state dict to DIR/<file> and the TorchScript copy to "
             f"DIR/{TORCHSCRIPT_SUBDIR}/<file>.\n"
             "Load one with MODEL.BACKBONE.PATH DIR/<file> (or TRAINER.PROMPTKD.TEACHER_BACKBONE_PATH for the teacher)."

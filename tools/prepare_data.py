@@ -915,6 +915,36 @@ def _present(root: Path) -> list[str]:
     ]
 
 
+def make_split(root: str | Path, stem: str, seed: int, overwrite: bool = False) -> Path:
+    """Write ``<dataset dir>/<split json>`` as a seeded random split of the class folders (the split the original
+    code draws when the json is missing; ``datasets.common.generate_split``); returns the file written."""
+    import datasets  # noqa: F401  (registers the dataset classes)
+    from dassl.data.datasets import DATASET_REGISTRY
+    from datasets.common import generate_split, save_split
+
+    info = CATALOG[stem]
+    dataset_class = DATASET_REGISTRY.get(info.name)
+    generation = getattr(dataset_class, "split_generation", None)
+    if generation is None:
+        able = sorted(s for s, i in CATALOG.items() if getattr(DATASET_REGISTRY.get(i.name), "split_generation", None) is not None)
+        raise PrepareError(
+            f"{stem}: the original code has no random split for this dataset (its images are not one folder per "
+            f"class); download the authors' split file: {TOOL} --download {stem}. --make-split works for: {', '.join(able)}"
+        )
+    dataset_dir = Path(root) / dataset_class.dataset_dir
+    image_dir = dataset_dir / dataset_class.image_dir_name
+    split_path = dataset_dir / dataset_class.split_file
+    if not image_dir.is_dir():
+        raise PrepareError(f"{stem}: no image folder {image_dir}; download the dataset first: {TOOL} --download {stem}")
+    if split_path.exists() and not overwrite:
+        raise PrepareError(f"{split_path} exists; it is kept (pass --overwrite-split to replace it with a random split)")
+    train, val, test = generate_split(str(image_dir), seed, **generation)
+    save_split(train, val, test, str(split_path), str(image_dir))
+    print(f"{stem}: random split (seed {seed}) of {len(train)} / {len(val)} / {len(test)} train / val / test images "
+          "written; it is not the benchmark's split, so numbers on it are not comparable with published ones")  # fmt: skip
+    return split_path
+
+
 def main(argv: list[str] | None = None) -> int:
     """The CLI: problems per dataset are printed with their fix (exit 1); an error outside them is one ``Error:``
     message (exit 2, ``PROMPTKD_DEBUG=1`` for the traceback)."""
@@ -938,6 +968,11 @@ def _main(argv: list[str] | None) -> int:
     mode.add_argument("--check", action="store_true", help="only check (without DATASET: those under --root)")
     mode.add_argument("--download", action="store_true", help="download, extract, then check")
     mode.add_argument("--list", action="store_true", help="print the catalog of datasets and exit")
+    mode.add_argument("--make-split", action="store_true",
+                      help="write a seeded random split json for folder-per-class datasets (as the original code "
+                      "draws one when the file is missing), then check")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=1, help="--make-split: the seed of the random split (default 1)")
+    parser.add_argument("--overwrite-split", action="store_true", help="--make-split: replace an existing split file")
     parser.add_argument("--quick", action="store_true", help="check that images exist, do not decode them")
     parser.add_argument(
         "--url",
@@ -980,6 +1015,15 @@ def _main(argv: list[str] | None) -> int:
     to_check: list[str] = []
     for stem in stems:
         info = CATALOG[stem]
+        if args.make_split:
+            try:
+                make_split(root, stem, args.seed, overwrite=args.overwrite_split)
+            except (PrepareError, ValueError, OSError) as err:
+                print(f"{stem}: ERROR: {err}")
+                failed.append(stem)
+                continue
+            to_check.append(stem)
+            continue
         absent = not (root / info.dataset_dir).is_dir() and not near_miss_folders(root, info)
         if args.download or (not args.check and absent and info.archive is not None):
             try:

@@ -38,6 +38,16 @@ DATASET_SETS = {
     "dg": "imagenetv2 imagenet_sketch imagenet_a imagenet_r",
 }
 DATASET_SETS["fewshot"] = DATASET_SETS["base2new"]
+# The one-run scripts of a method whose original script of the protocol's name has another signature (KgCoOp's
+# base2new_*.sh take <dataset> <weight> and loop the seeds; its xd_train.sh is a 4-shot loop)
+ONE_RUN_SCRIPTS = {
+    "kgcoop": {"base2new_train": "base2new_train_seed", "base2new_test": "base2new_test_seed", "xd_train": "xd_train_imagenet"},
+}
+
+
+def _script(method: str, protocol_script: str) -> str:
+    """``<method>/<script>.sh`` that runs one dataset x seed of the protocol."""
+    return f"{method}/{ONE_RUN_SCRIPTS.get(method, {}).get(protocol_script, protocol_script)}.sh"
 assert len(DATASET_SETS["base2new"].split()) == len(paper_numbers.BASE_TO_NOVEL_DATASETS)
 
 
@@ -85,13 +95,13 @@ def plan(methods: list[str], protocol: str, datasets: list[str], seeds: list[int
         elif protocol == "base2new":
             for dataset in datasets:
                 for seed in seeds:
-                    train = Step(f"{method}/base2new_train.sh", [dataset, str(seed)])
-                    steps += [train, Step(f"{method}/base2new_test.sh", [dataset, str(seed)], needs=train.key)]
+                    train = Step(_script(method, "base2new_train"), [dataset, str(seed)])
+                    steps += [train, Step(_script(method, "base2new_test"), [dataset, str(seed)], needs=train.key)]
         elif protocol in ("xd", "dg"):
             for seed in seeds:
-                train = Step(f"{method}/xd_train.sh", [str(seed)])
+                train = Step(_script(method, "xd_train"), [str(seed)])
                 steps.append(train)
-                steps += [Step(f"{method}/xd_test.sh", [d, str(seed)], needs=train.key) for d in datasets]
+                steps += [Step(_script(method, "xd_test"), [d, str(seed)], needs=train.key) for d in datasets]
         elif method == "coop":
             steps += [Step("coop/fewshot.sh", [d, str(s)]) for d in datasets for s in seeds]
         else:

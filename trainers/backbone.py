@@ -2,8 +2,8 @@
 
 Resolution rule (DESIGN.md §3): an explicit file (``MODEL.BACKBONE.PATH`` or, for the PromptKD teacher,
 ``TRAINER.PROMPTKD.TEACHER_BACKBONE_PATH``) is loaded as given; otherwise the file is looked up in the CLIP cache
-dir (``$CLIP_CACHE_DIR``, default ``~/.cache/clip``) under OpenAI's file name and checked against the SHA256 that
-OpenAI's download URL embeds. The model is built with open_clip from the checkpoint's own shapes (QuickGELU, as
+dir (``$CLIP_CACHE_DIR``, default ``~/.cache/clip``), then in ``./clip/`` (where the PromptKD repository keeps
+them), under OpenAI's file name and checked against the SHA256 that OpenAI's download URL embeds. The model is built with open_clip from the checkpoint's own shapes (QuickGELU, as
 OpenAI trained it), so tiny random checkpoints in the same format load through exactly the same code.
 """
 
@@ -65,6 +65,8 @@ OPENAI_CLIP_URLS: dict[str, str] = {
 }
 
 DEFAULT_CACHE_DIR = "~/.cache/clip"
+# Where the PromptKD repository reads its weights (./clip/ViT-B-16.pt, ./clip/ViT-L-14.pt), searched after the cache
+UPSTREAM_CLIP_DIR = "clip"
 CACHE_ENV_VAR = "CLIP_CACHE_DIR"
 DEFAULT_PATH_KEY = "MODEL.BACKBONE.PATH"
 VERIFIED_SUFFIX = ".sha256-ok"
@@ -211,6 +213,9 @@ def resolve_clip_checkpoint(name: str, path: str = "", *, path_key: str = DEFAUL
     file_name = checkpoint_filename(canonical)
     cache_dir = clip_cache_dir()
     file = cache_dir / file_name
+    upstream_file = Path(UPSTREAM_CLIP_DIR) / file_name  # PromptKD's ./clip/ViT-B-16.pt, relative to the run
+    if not file.is_file() and upstream_file.is_file():
+        file = upstream_file
     if not file.is_file():
         env = os.environ.get(CACHE_ENV_VAR, "").strip()
         default_file = Path(DEFAULT_CACHE_DIR).expanduser() / file_name
@@ -227,7 +232,9 @@ def resolve_clip_checkpoint(name: str, path: str = "", *, path_key: str = DEFAUL
             f"Searched:\n"
             f"  - {path_key} (explicit path): not set\n"
             f"  - {env_line}\n"
-            f"  - {default_line}\n" + _fix_lines(canonical, path_key, file_name)
+            f"  - {default_line}\n"
+            f"  - the PromptKD repository's place ./{UPSTREAM_CLIP_DIR}/: {upstream_file.absolute()} (missing)\n"
+            + _fix_lines(canonical, path_key, file_name)
         )
 
     expected = expected_sha256(canonical)

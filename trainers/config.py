@@ -15,8 +15,9 @@ def extend_cfg(cfg: CN) -> CN:
     cfg.DATASET.SUBSAMPLE_CLASSES = "all"
     # Ours (datasets/common.py): which splits a dataset builds. auto = transductive for PromptKD, else standard
     cfg.DATASET.PROTOCOL = "auto"
-    # Ours: the split used for model selection; "test" = upstream PromptKD parity, "val" = the json val split
-    cfg.DATASET.VAL_SOURCE = "test"
+    # Ours: the split used for model selection: "val" = the json val split (CoOp, MaPLe, PromptSRC), "test" = the
+    # test split (the PromptKD repository); "auto" = each upstream's choice (datasets/common.py resolve_val_source)
+    cfg.DATASET.VAL_SOURCE = "auto"
     # Ours: import an upstream few-shot cache (split_fewshot/*.pkl) through a restricted unpickler
     cfg.DATASET.READ_UPSTREAM_PKL = False
     # PromptKD's protocol switch (base2novel or cross); read by the dataset classes for the student's splits
@@ -57,6 +58,8 @@ def extend_cfg(cfg: CN) -> CN:
     cfg.TRAINER.VPT.N_CTX_VISION = 2
     cfg.TRAINER.VPT.CTX_INIT = "a photo of a"  # unused upstream
     cfg.TRAINER.VPT.PREC = "fp16"
+    # Ours: upstream VPT runs in fp32 whatever PREC says (its loader returns model.float()); True honours PREC
+    cfg.TRAINER.VPT.HONOUR_PREC = False
     cfg.TRAINER.VPT.PROMPT_DEPTH_VISION = 1  # 1 = shallow VPT
 
     cfg.TRAINER.PROMPTSRC = CN()
@@ -94,4 +97,12 @@ def extend_cfg(cfg: CN) -> CN:
     cfg.TRAINER.PROMPTKD.TEACHER_CKPT = ""
     # Where the teacher's class vectors are cached (empty = $PROMPTKD_CACHE_DIR or ~/.cache/promptkd)
     cfg.TRAINER.PROMPTKD.CLASS_VECTOR_CACHE = ""
+
+    # ProGrad (the KgCoOp repository's Dassl.ProGrad fork): its loss keys, with upstream's names and types
+    cfg.LOSS = CN()
+    cfg.LOSS.GM = False  # declared upstream, never read
+    cfg.LOSS.NAME = ""  # "prograd" selects the prompt-aligned gradient
+    cfg.LOSS.ALPHA = 0.0  # declared upstream, never read
+    cfg.LOSS.T = 1.0  # temperature of the KL to the zero-shot CLIP's logits
+    cfg.LOSS.LAMBDA = 1.0  # how much of the conflicting gradient component is removed (1.0 = all of it)
     return cfg

@@ -27,6 +27,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from dassl.utils.errors import UserError
+
 __all__ = [
     "tokenize",
     "TextEncoder",
@@ -262,11 +264,22 @@ class _PromptHooks:
         return p if batch_first else p.transpose(0, 1)
 
 
+class VisionPromptBackboneError(UserError, ValueError):
+    """A vision-prompt method was given a backbone without a vision transformer (a ResNet)."""
+
+
 class VisionPromptHooks(_PromptHooks):
     """Deep visual prompts on an open_clip ``VisionTransformer``: appended at the input, replaced in blocks."""
 
     def __init__(self, visual: nn.Module, depth: int) -> None:
         super().__init__()
+        if depth >= 1 and not hasattr(visual, "transformer"):
+            raise VisionPromptBackboneError(
+                f"Vision prompts go into the blocks of a vision transformer, and this backbone's image encoder is a "
+                f"{type(visual).__name__} (a ResNet such as RN50/RN101) without any. Use a ViT backbone "
+                "(MODEL.BACKBONE.NAME ViT-B/16 or ViT-B/32 and its configs), or a text-prompt method on the ResNet "
+                "(CoOp, CoCoOp, KgCoOp, ZeroshotCLIP: configs/trainers/CoOp/rn50*.yaml)."
+            )
         blocks = visual.transformer.resblocks
         if depth > len(blocks):
             raise ValueError(f"Vision prompt depth {depth} exceeds the {len(blocks)} blocks of the vision tower")

@@ -11,9 +11,9 @@ Checkpoint folder ``prompt_learner/`` (upstream's, although it holds no prompt l
 trainable tensors (``upstream_key_map``): ``image_encoder.VPT`` -> ``vision_prompts.prompts.layer0``,
 ``image_encoder.transformer.resblocks.{i}.VPT_shallow`` -> ``vision_prompts.prompts.layer{i}``.
 
-Deliberate difference (DESIGN §4): upstream runs VPT in fp32 whatever PREC says (its loader returns
-``model.float()``); we honour TRAINER.VPT.PREC like every other trainer. ``PREC fp32`` gives upstream's numerics
-(up to upstream's fp16 rounding of the inserted prompts).
+Precision as upstream: VPT runs in fp32 whatever TRAINER.VPT.PREC says (upstream's loader returns
+``model.float()``; numerics equal up to upstream's fp16 rounding of the inserted prompts).
+``TRAINER.VPT.HONOUR_PREC True`` uses PREC like every other trainer (e.g. fp16 storage and autocast).
 """
 
 from __future__ import annotations
@@ -68,8 +68,22 @@ class VPT(PromptTrainer):
     CONFIG_NODE = "VPT"
     MODEL_NAME = "prompt_learner"
 
+    @property
+    def method_cfg(self):
+        """TRAINER.VPT, with PREC fp32 unless HONOUR_PREC (upstream ignores PREC; module docstring)."""
+        node = self.cfg.TRAINER.VPT
+        if node.HONOUR_PREC or node.PREC == "fp32":
+            return node
+        effective = node.clone()
+        effective.defrost()
+        effective.PREC = "fp32"
+        return effective
+
     def build_model(self) -> None:
         vpt = self.method_cfg
+        if vpt.PREC != self.cfg.TRAINER.VPT.PREC:
+            print(f"VPT runs in fp32 as upstream (TRAINER.VPT.PREC {self.cfg.TRAINER.VPT.PREC} is not used; "
+                  "TRAINER.VPT.HONOUR_PREC True uses it)")  # fmt: skip
         classnames = self.dm.dataset.classnames
         clip_model = self.load_backbone().to(self.device)
         print(
@@ -79,7 +93,6 @@ class VPT(PromptTrainer):
         model = VPTCLIP(clip_model, text_features, n_ctx=vpt.N_CTX_VISION, depth=vpt.PROMPT_DEPTH_VISION)
         freeze_all_but(model, model.trainable_modules())
         self.register_prompt_model(model)
-
 
     def upstream_key_map(self) -> dict[str, str]:
         return self.model.upstream_key_map()

@@ -3,6 +3,7 @@
 yacs itself raises ``KeyError: 'Non-existent config key'`` or ``ValueError: Type mismatch`` tracebacks. Here the
 same checks say which key, from which file or flag, what was expected and how to fix it. One lossless coercion
 is added: an int given for a float key (``KD_WEIGHT 1000``) is accepted as that float; upstream yacs rejects it.
+Upstream files that set a str key to a bool are read as their code reads them (``UPSTREAM_BOOL_VALUES``).
 """
 
 from __future__ import annotations
@@ -56,8 +57,18 @@ def _unknown_key(cfg: CfgNode, full_key: str, source: str) -> ConfigError:
     )
 
 
+# KgCoOp's yamls write `CTX_INIT: True` (its train.py declares a bool); its prompt learner then initialises from
+# "a photo of a" whatever the value, and False means random context vectors.
+UPSTREAM_BOOL_VALUES = {
+    "TRAINER.COOP.CTX_INIT": {True: "a photo of a", False: ""},
+    "TRAINER.COCOOP.CTX_INIT": {True: "a photo of a", False: ""},
+}
+
+
 def _coerce(value: Any, default: Any, full_key: str, source: str) -> Any:
     value = _decode(value)
+    if isinstance(value, bool) and full_key in UPSTREAM_BOOL_VALUES:
+        return UPSTREAM_BOOL_VALUES[full_key][value]
     if isinstance(default, CfgNode):
         raise ConfigError(
             f"Config key '{full_key}' (from {source}) is a group of keys, not a single value; "

@@ -12,12 +12,14 @@ if [ $# -lt 2 ]; then
     exit 2
 fi
 DATASET=$1; SEED=$2; shift 2
+require_seed "${SEED}" "$0 <dataset> <seed> [shots] [cfg] [nctx] [csc] [ctp] [KEY VALUE ...]"
 require_dataset "${DATASET}"
 OPTIONAL=()
 while [ $# -gt 0 ] && [ ${#OPTIONAL[@]} -lt 5 ] && ! [[ $1 =~ ^[A-Z][A-Z0-9_]*\. ]]; do
     OPTIONAL+=("$1"); shift
 done
 SHOTS=${OPTIONAL[0]:-16}
+require_seed "${SHOTS}" "$0 <dataset> <seed> [shots] ...  ([shots] is a whole number)"
 if [ "${DATASET}" = imagenet ] || [ "${SHOTS}" -le 1 ]; then DEFAULT_CFG=vit_b16_ep50
 elif [ "${SHOTS}" -le 4 ]; then DEFAULT_CFG=vit_b16_ep100
 else DEFAULT_CFG=vit_b16

@@ -7,11 +7,13 @@ set -euo pipefail
 source "$(dirname "$0")/../common.sh"
 if [ $# -lt 2 ]; then echo "usage: $0 <dataset> <seed> [KEY VALUE ...]" >&2; exit 2; fi
 DATASET=$1; SEED=$2; shift 2
+require_seed "${SEED}" "$0 <dataset> <seed> [KEY VALUE ...]"
 require_dataset "${DATASET}"
+SHOTS=$(opt_value DATASET.NUM_SHOTS 0 "$@")  # the folder names the shots the run uses (upstream: 0, all images)
 CFG=vit_b16_c2_ep20_batch8_4+4ctx_cross_datasets
 TEACHER="${TEACHER_ROOT}/ImageNet-xd/VLPromptLearner"
 [ -d "${TEACHER_ROOT}/ImageNet-xd/VLPromptLearner_large" ] && TEACHER="${TEACHER_ROOT}/ImageNet-xd/VLPromptLearner_large"
-DIR="${OUTPUT}/${XD_OUTPUT_SUBDIR:-}${DATASET}/PromptKD/${CFG}_0shots/seed${SEED}"
+DIR="${OUTPUT}/${XD_OUTPUT_SUBDIR:-}${DATASET}/PromptKD/${CFG}_${SHOTS}shots/seed${SEED}"
 
 run "${PYTHON}" train.py \
     --root "${DATA}" --seed "${SEED}" --trainer PromptKD \

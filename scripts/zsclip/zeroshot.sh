@@ -11,8 +11,14 @@ if [ $# -lt 1 ]; then
     exit 2
 fi
 DATASET=$1
-CFG=${2:-vit_b16}
-shift $(( $# >= 2 ? 2 : 1 ))
+shift
+CFG=vit_b16
+if [ $# -ge 1 ] && ! [[ $1 =~ ^[A-Z][A-Z0-9_]*\. ]]; then CFG=$1; shift; fi  # [cfg] ends at the first KEY
+require_dataset "${DATASET}"
+if [ ! -f "configs/trainers/CoOp/${CFG}.yaml" ]; then
+    echo "Unknown config '${CFG}': expected configs/trainers/CoOp/${CFG}.yaml" >&2
+    exit 2
+fi
 TRAINER=ZeroshotCLIP
 
 run "${PYTHON}" train.py \

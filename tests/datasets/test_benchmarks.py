@@ -117,10 +117,15 @@ def test_builds_with_class_names_labels_and_split_sizes(any_dataset):
     assert all(Path(p).is_relative_to(root / layout.dataset_dir) for p in paths(ds.train_x) + paths(ds.test))
 
 
-def test_default_selection_split_is_the_test_split(one_benchmark):
+def test_default_selection_split_is_the_json_val_split_for_the_baselines(one_benchmark):
     stem, root, _ = one_benchmark
-    ds = build(root, stem)
-    assert paths(ds.val) == paths(ds.test)
+    ds = build(root, stem)  # no trainer named: the baselines' standard protocol
+    assert paths(ds.val) == paths(build(root, stem, "DATASET.VAL_SOURCE", "val").val)
+    if stem == "imagenet":  # no val split: nothing to select on (the engine's val evaluation falls back to test)
+        assert paths(ds.val) == []
+    else:
+        assert paths(ds.val) != paths(ds.test)
+    assert paths(build(root, stem, "DATASET.VAL_SOURCE", "test").val) == paths(ds.test)
 
 
 @pytest.mark.parametrize("stem", sorted(JSON_SPECS))

@@ -59,8 +59,8 @@ PIPELINES = {
     ),
     "kgcoop-b2n": (
         "COOP",
-        ["scripts/kgcoop/base2new_train.sh", "demo", "3"],
-        ["scripts/kgcoop/base2new_test.sh", "demo", "3"],
+        ["scripts/kgcoop/base2new_train_seed.sh", "demo", "3"],
+        ["scripts/kgcoop/base2new_test_seed.sh", "demo", "3"],
         "base2new/train_base/demo/shots_16_8.0/KgCoOp/vit_b16_ep100_ctxv1/seed3",
         "base2new/test_new/demo/shots_16_8.0/KgCoOp/vit_b16_ep100_ctxv1/seed3",
     ),
@@ -80,7 +80,7 @@ PIPELINES = {
     ),
     "kgcoop-xd": (
         "COOP",
-        ["scripts/kgcoop/xd_train.sh", "1"],
+        ["scripts/kgcoop/xd_train_imagenet.sh", "1"],
         ["scripts/kgcoop/xd_test.sh", "demo", "1"],
         "demo/KgCoOp/vit_b16_ep100_ctxv1_16shots/seed1",
         "evaluation/KgCoOp/vit_b16_ep100_ctxv1_16shots/demo/seed1",
@@ -162,7 +162,7 @@ def _pretend_trained(out, trainer: str, cfg: str, dataset: str, seed: str = "1")
         (["scripts/coop/xd_test.sh", "caltech101", "1"], "CoOp/vit_b16_ep50_ctxv1", "50"),
         (["scripts/cocoop/base2new_test.sh", "caltech101", "1"], "CoCoOp/vit_b16_c4_ep10_batch1_ctxv1", "10"),
         (["scripts/cocoop/xd_test.sh", "caltech101", "1"], "CoCoOp/vit_b16_c4_ep10_batch1_ctxv1", "10"),
-        (["scripts/kgcoop/base2new_test.sh", "caltech101", "1"], "KgCoOp/vit_b16_ep100_ctxv1", "100"),
+        (["scripts/kgcoop/base2new_test_seed.sh", "caltech101", "1"], "KgCoOp/vit_b16_ep100_ctxv1", "100"),
         (["scripts/kgcoop/xd_test.sh", "caltech101", "1"], "KgCoOp/vit_b16_ep100_ctxv1", "100"),
     ],
 )
@@ -185,7 +185,7 @@ def test_upstream_defaults_of_the_train_scripts(assets, tmp_path):
     assert option(argv, "--dataset-config-file") == "configs/datasets/imagenet.yaml"
     assert option(argv, "--output-dir") == f"{tmp_path}/imagenet/CoCoOp/vit_b16_c4_ep10_batch1_ctxv1_16shots/seed2"
     assert argv[-2:] == ["DATASET.NUM_SHOTS", "16"]
-    _, argv = script(assets, tmp_path, "scripts/kgcoop/base2new_train.sh", "dtd", "1", W="2.0")
+    _, argv = script(assets, tmp_path, "scripts/kgcoop/base2new_train_seed.sh", "dtd", "1", W="2.0")
     tail = "base2new/train_base/dtd/shots_16_2.0/KgCoOp/vit_b16_ep100_ctxv1/seed1"
     assert option(argv, "--output-dir") == f"{tmp_path}/{tail}"
     assert option(argv, "TRAINER.COOP.W") == "2.0" and option(argv, "TRAINER.COOP.N_CTX") == "4"
@@ -208,7 +208,7 @@ def test_scripts_refuse_missing_arguments_and_unknown_datasets(assets):
 @pytest.mark.slow
 def test_a_script_runs_with_the_real_interpreter(assets, tmp_path):
     out = tmp_path / "output"
-    stdout, _ = script(assets, out, "scripts/kgcoop/base2new_train.sh", "demo", "1", *tiny_opts(assets, "COOP"),
+    stdout, _ = script(assets, out, "scripts/kgcoop/base2new_train_seed.sh", "demo", "1", *tiny_opts(assets, "COOP"),
                        python=sys.executable)  # fmt: skip
     assert "* accuracy:" in stdout
     run_dir = out / "base2new/train_base/demo/shots_16_8.0/KgCoOp/vit_b16_ep100_ctxv1/seed1"

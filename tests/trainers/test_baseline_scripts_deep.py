@@ -171,7 +171,7 @@ def test_scripts_refuse_bad_arguments(assets, tmp_path):
     )
     for args, code in (
         (["scripts/maple/base2new_train.sh", "demo"], 2),  # no seed
-        (["scripts/ivlp/xd_train.sh", "imagenet", "1"], 2),  # the source comes from XD_SOURCE
+        (["scripts/ivlp/xd_train.sh", "imagenet", "1.5"], 2),  # a seed is a whole number
         (["scripts/vpt/xd_test.sh", "1"], 2),
         (["scripts/maple/base2new_test.sh", "no_such_dataset", "1"], 2),
         (["scripts/ivlp/base2new_test.sh", "demo", "9"], 1),  # nothing trained there

@@ -61,8 +61,15 @@ def test_depth_zero_is_refused(assets, tmp_path):
         run(assets, tmp_path, "TRAINER.VPT.PROMPT_DEPTH_VISION", "0", cli=("--no-train",))
 
 
-def test_prec_is_honoured(assets, tmp_path):
+def test_prec_fp16_runs_in_fp32_as_upstream(assets, tmp_path, capsys):
     trainer = run(assets, tmp_path, "TRAINER.VPT.PREC", "fp16", cli=("--no-train",))
+    assert trainer.precision.prec == "fp32" and trainer.cfg.TRAINER.VPT.PREC == "fp16"
+    assert trainer.model.image_encoder.conv1.weight.dtype == torch.float32
+    assert "VPT runs in fp32 as upstream" in capsys.readouterr().out
+
+
+def test_prec_is_honoured_when_asked(assets, tmp_path):
+    trainer = run(assets, tmp_path, "TRAINER.VPT.PREC", "fp16", "TRAINER.VPT.HONOUR_PREC", "True", cli=("--no-train",))
     model = trainer.model
     assert model.image_encoder.conv1.weight.dtype == torch.float16  # frozen weights stored in fp16
     assert model.vision_prompts.prompts["layer0"].dtype == torch.float32  # fp32 masters
