@@ -174,8 +174,6 @@ def _run(args: argparse.Namespace, cfg, distributed: bool):
 def main(argv: list[str] | None = None) -> int:
     """The CLI: a user error (docs/errors.md) is one ``Error:`` message and exit code 2 (3: non-finite values)."""
     args = build_parser().parse_args(argv)
-    if args.debug:
-        os.environ[DEBUG_ENV_VAR] = "1"
 
     def body() -> None:
         try:
@@ -188,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"fp16 use amp or bf16; {DEBUG_ENV_VAR}=1 shows where it happened."
             ) from err
 
-    return run_entry_point(body)
+    return run_entry_point(body, debug=args.debug)
 
 
 if __name__ == "__main__":

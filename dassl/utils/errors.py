@@ -53,7 +53,7 @@ def debug_enabled() -> bool:
     return os.environ.get(DEBUG_ENV_VAR, "").strip().lower() not in ("", "0", "false", "no")
 
 
-def run_entry_point(main: Callable[[], int | None]) -> int:
+def run_entry_point(main: Callable[[], int | None], debug: bool = False) -> int:
     """Run an entry point's body; a ``UserError`` becomes ``Error: <message>`` on stderr and its exit code.
 
     Anything else propagates with its traceback (a bug, not a user error). With ``PROMPTKD_DEBUG=1`` user errors
@@ -62,7 +62,7 @@ def run_entry_point(main: Callable[[], int | None]) -> int:
     try:
         return main() or 0
     except UserError as err:
-        if debug_enabled():
+        if debug or debug_enabled():
             raise
         print(f"\nError: {err}", file=sys.stderr)
         return err.exit_code
