@@ -1,6 +1,6 @@
 """Run the whole toolkit end to end on the built-in demo data, on CPU, in a few minutes.
 
-    python tools/demo.py [--out output/demo] [--device cpu|cuda] [--epochs 10]
+    python tools/demo.py [--out output/demo] [--device cpu|cuda] [--epochs 10] [--verbose]
 
 It writes the demo dataset (coloured shapes, 6 base + 6 novel classes) and tiny random-weight CLIP checkpoints
 in OpenAI's format (a ViT-L/14-shaped teacher and a ViT-B/16-shaped student) into the work dir, then runs the
@@ -12,7 +12,9 @@ real entry point (``train.py``'s code path, the same one the scripts use):
   4. stage 2, the PromptKD student distilled from that teacher on the unlabeled train images of all classes;
 
 and prints base / novel / HM per method, where the runs and checkpoints are, and writes a bar chart and the
-training curves (``results.png``, ``training_curves.png``; needs matplotlib). The backbones are tiny RANDOM-weight models, so the numbers only show
+training curves (``results.png``, ``results_curves.png``, as ``tools/plot_results.py`` names them; needs
+matplotlib). The console tells the story (one line per epoch and method, with a progress bar in a terminal);
+every run's full output (config, a line per batch) is in its ``log.txt``; ``--verbose`` prints it all. The backbones are tiny RANDOM-weight models, so the numbers only show
 that the pipeline works. With real weights (``python tools/download_clip.py ViT-B/16 ViT-L/14``) and real data
 (README, "Preparing the datasets") the scripts under ``scripts/`` run the papers' protocols.
 """
@@ -109,10 +111,11 @@ def student_opts(assets: TinyAssets, epochs: int, device: str = "cpu") -> list[s
 
 
 class Demo:
-    def __init__(self, out: Path, device: str, epochs: int) -> None:
+    def __init__(self, out: Path, device: str, epochs: int, verbose: bool = False) -> None:
         self.out = out
         self.epochs = epochs
         self.device = device
+        self.console_flag = "--verbose" if verbose else "--quiet"  # train.py's console level for every run
         self.assets = prepare(out)
 
     def run(self, trainer: str, config: str, out: str, *opts: str, flags: tuple[str, ...] = ()) -> dict:
@@ -121,7 +124,7 @@ class Demo:
             "--root", str(self.assets.data), "--seed", "1", "--trainer", trainer,
             "--dataset-config-file", str(CONFIGS / "datasets" / "demo.yaml"),
             "--config-file", str(CONFIGS / "trainers" / config),
-            "--output-dir", str(self.out / "runs" / out), *flags, *opts,
+            "--output-dir", str(self.out / "runs" / out), self.console_flag, *flags, *opts,
         ]  # fmt: skip
         trainer_obj = train.run(train.build_parser().parse_args(argv))
         with open(Path(trainer_obj.output_dir) / "results.json", encoding="utf-8") as f:
@@ -174,13 +177,34 @@ class Demo:
         return results["base"]["accuracy"], results["novel"]["accuracy"]
 
 
+# The table's method names, by the run folder each method writes under runs/ (legends of the plots).
+METHOD_FOLDERS = {
+    "ZeroshotCLIP": "Zero-shot CLIP",
+    "CoOp": "CoOp",
+    "PromptSRC_teacher": "PromptSRC teacher (stage 1)",
+    "PromptKD": "PromptKD student (stage 2)",
+}
+STEP_PLANS = {  # what each step is about to do, said before it runs
+    "Zero-shot CLIP": "the student backbone with hand-written prompts, no training",
+    "CoOp": "learned text prompts, 16 shots of the base classes, then the novel classes",
+    "PromptSRC teacher (stage 1)": "deep vision + language prompts on the ViT-L/14-shaped teacher, 16 base-class shots",
+    "PromptKD student (stage 2)": "distilled from the teacher on the unlabeled images of all classes",
+}
+
+
 def write_plots(out: Path) -> list[str]:
     """The bar chart and training curves of the demo runs (lines to print), or how to get them."""
     try:
         from tools import plot_results
 
-        bars = plot_results.plot_bars(plot_results.load_experiments([out / "runs"]), out / "results.png")
-        curves = plot_results.plot_curves(out / "runs", out / "training_curves.png")
+        experiments = plot_results.load_experiments([out / "runs"])
+        for experiment in experiments:
+            experiment["label"] = METHOD_FOLDERS.get(experiment["label"].split("/")[0], experiment["label"])
+        bars = plot_results.plot_bars(experiments, out / "results.png")
+        runs = plot_results.collect_curves(out / "runs")
+        for run in runs:
+            run.label = METHOD_FOLDERS.get(run.label.split("/")[0], run.label)
+        curves = plot_results.plot_curves(runs, plot_results.curves_path(out / "results.png"))
     except plot_results.MatplotlibMissing:
         return ["Plots: matplotlib is not installed (pip install matplotlib), so no PNG was written."]
     lines = [f"Plot of base / novel / HM: {bars}"]
@@ -194,13 +218,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(REPO_ROOT / "output" / "demo"), help="work dir (default: output/demo)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where to run (default: cpu)")
     parser.add_argument("--epochs", type=int, default=10, help="training epochs of each method (default: 10)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="print every run's full output (config dumps, a line per batch), as train.py --verbose")
     args = parser.parse_args(argv)
 
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    console = sys.stdout
     start = time.time()
-    demo = Demo(out, args.device, args.epochs)
+    print(f"PromptKD demo in {out}: 4 methods, {args.epochs} epochs each, on {args.device}, with tiny random-weight "
+          "CLIPs (the numbers only show that the pipeline works).")  # fmt: skip
+    demo = Demo(out, args.device, args.epochs, verbose=args.verbose)
 
     steps = [
         ("Zero-shot CLIP", demo.zero_shot),
@@ -210,13 +237,14 @@ def main(argv: list[str] | None = None) -> int:
     ]
     rows = []
     for name, step in steps:
-        sys.stdout = console
-        print(f"\n==> {name}")
+        print(f"\n==> {name}: {STEP_PLANS[name]}")
         base, novel = step()
         rows.append([name, base, novel, harmonic_mean(base, novel)])
+        print(f"    base {base:.2f}  novel {novel:.2f}  HM {rows[-1][3]:.2f}")
 
-    sys.stdout = console  # train.py tees stdout into each run's log.txt; the summary goes to the console only
     print("\n" + tabulate(rows, headers=["method", "base", "novel", "HM"], floatfmt=".2f"))
+    print("base / novel: accuracy (%) on the test images of the base / novel classes. PromptKD picks its epoch on "
+          "the base-class test images (selection split, as the original).")  # fmt: skip
     print(f"\nFinished in {time.time() - start:.0f} s.")
     print(f"Runs (log.txt, results.json, config.yaml, checkpoints): {out / 'runs'}")
     print(f"Checkpoints of the teacher and the student: {demo.teacher_checkpoint()}, {demo.student_checkpoint()}")
