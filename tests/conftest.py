@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = os.environ.get(_var) or "1"
 TEST_THREADS = int(os.environ["OMP_NUM_THREADS"])
+# The scripts the tests start use the interpreter that runs the suite (a venv need not be activated).
+os.environ.setdefault("PYTHON", sys.executable)
 
 
 def pytest_configure(config) -> None:
