@@ -17,12 +17,12 @@ from pathlib import Path
 
 import torch
 
-import datasets  # noqa: F401  (registers the datasets)
 import trainers  # noqa: F401  (registers the trainers)
 from dassl.config import ConfigError, get_cfg_default, merge_cfg_from_file, merge_cfg_from_list
 from dassl.engine import build_trainer
 from dassl.utils import RunLog, atomic_write_text, collect_env_info, detail, set_random_seed
 from dassl.utils.distributed import init_distributed, is_main_process, rank, world_size
+from promptkd import datasets  # noqa: F401  (registers the datasets; promptkd/__init__.py: not `import datasets`)
 from trainers.backbone import ClipCheckpointError
 from trainers.config import extend_cfg
 

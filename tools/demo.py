@@ -28,12 +28,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __package__ in (None, ""):  # run as a script: the repository root is not on sys.path yet
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tabulate import tabulate  # noqa: E402
 
 import train  # noqa: E402
-from datasets.demo import make_demo_dataset  # noqa: E402
+from promptkd.datasets.demo import make_demo_dataset  # noqa: E402
 from tools.make_tiny_clip import make_tiny_clip, save_tiny_clip, tiny_clip_filename  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

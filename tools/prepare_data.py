@@ -48,7 +48,7 @@ if __package__ in (None, ""):  # run as `python tools/prepare_data.py` from anyw
 from tqdm import tqdm  # noqa: E402
 
 from dassl.utils.download import download_url, sha256_of_file  # noqa: E402
-from datasets.catalog import CATALOG, MIRROR_REPO, DatasetInfo, find_dataset, mirror_url  # noqa: E402
+from promptkd.datasets.catalog import CATALOG, MIRROR_REPO, DatasetInfo, find_dataset, mirror_url  # noqa: E402
 
 __all__ = [
     "DatasetReport",
