@@ -40,6 +40,8 @@ from tools.make_tiny_clip import make_tiny_clip, save_tiny_clip, tiny_clip_filen
 REPO_ROOT = Path(__file__).resolve().parents[1]
 IMAGE_SIZE = 112  # a multiple of both patch sizes (14 and 16), like 224
 CONFIGS = REPO_ROOT / "configs"
+# output/demo in a checkout; installed (promptkd-demo), output/demo under the current folder
+DEFAULT_OUT = REPO_ROOT / "output" / "demo" if (REPO_ROOT / "pyproject.toml").is_file() else Path("output") / "demo"
 
 
 def harmonic_mean(base: float, novel: float) -> float:
@@ -216,7 +218,7 @@ def write_plots(out: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default=str(REPO_ROOT / "output" / "demo"), help="work dir (default: output/demo)")
+    parser.add_argument("--out", default=str(DEFAULT_OUT), help="work dir (default: output/demo)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where to run (default: cpu)")
     parser.add_argument("--epochs", type=int, default=10, help="training epochs of each method (default: 10)")
     parser.add_argument("--verbose", action="store_true",
