@@ -75,10 +75,10 @@ def test_installed_next_to_hf_datasets_both_work_from_any_folder(tmp_path):
         import datasets
         assert datasets.WHO == "huggingface stand-in", datasets.__file__
         import promptkd.datasets, promptkd.trainers
-        import dassl, trainers
+        import dassl, tools, trainers
         from dassl.data.datasets import DATASET_REGISTRY
         from dassl.engine import TRAINER_REGISTRY
-        assert dassl is promptkd.dassl and trainers is promptkd.trainers
+        assert dassl is promptkd.dassl and trainers is promptkd.trainers and tools is promptkd.tools
         assert {{"Caltech101", "Demo", "ImageNet"}} <= set(DATASET_REGISTRY.registered_names())
         assert {{"CoOp", "PromptKD"}} <= set(TRAINER_REGISTRY.registered_names())
         import datasets

@@ -61,10 +61,10 @@ class _Tee:
         self.console, self.file, self.to_console = console, file, to_console
 
     def write(self, msg: str) -> int:
+        if self.file is not None and not self.file.closed:
+            self.file.write(msg)  # the file first: what the console has shown is already on disk
         if self.to_console:
             self.console.write(msg)
-        if self.file is not None and not self.file.closed:
-            self.file.write(msg)
         return len(msg)
 
     def flush(self) -> None:
