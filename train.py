@@ -11,36 +11,35 @@ Config merge order: engine defaults + ``extend_cfg`` -> dataset yaml -> method y
 from __future__ import annotations
 
 import argparse
-import os
 import os.path as osp
 import sys
+from pathlib import Path
 
 import torch
 
-import datasets  # noqa: F401  (registers the datasets)
 import trainers  # noqa: F401  (registers the trainers)
 from dassl.config import get_cfg_default, merge_cfg_from_file, merge_cfg_from_list
 from dassl.engine import build_trainer
 from dassl.engine.run_folder import eval_only_fingerprint, open_run_folder
-from dassl.utils import atomic_write_text, collect_env_info, set_random_seed, setup_logger
+from dassl.utils import RunLog, atomic_write_text, collect_env_info, detail, set_random_seed
 from dassl.utils.distributed import broadcast_from_main, init_distributed, is_main_process, rank, world_size
 from dassl.utils.errors import DEBUG_ENV_VAR, NonFiniteError, UserError, run_entry_point
-from datasets.common import resolve_val_source
+from promptkd import datasets  # noqa: F401  (registers the datasets; promptkd/__init__.py: not `import datasets`)
+from promptkd.datasets.common import resolve_val_source
 from trainers.config import extend_cfg
 
 __all__ = ["extend_cfg", "setup_cfg", "reset_cfg", "main", "build_parser"]
 
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
 
 def print_args(args: argparse.Namespace, cfg) -> None:
-    print("***************")
-    print("** Arguments **")
-    print("***************")
-    for key in sorted(args.__dict__.keys()):
-        print(f"{key}: {args.__dict__[key]}")
-    print("************")
-    print("** Config **")
-    print("************")
-    print(cfg)
+    """The arguments and the full config, as upstream prints them: into log.txt (the console shows them with
+    ``--verbose``; ``config.yaml`` holds the same config)."""
+    lines = ["***************", "** Arguments **", "***************"]
+    lines += [f"{key}: {args.__dict__[key]}" for key in sorted(args.__dict__.keys())]
+    lines += ["************", "** Config **", "************", str(cfg)]
+    detail("\n".join(lines))
 
 
 def reset_cfg(cfg, args: argparse.Namespace) -> None:
@@ -82,20 +81,47 @@ def setup_cfg(args: argparse.Namespace):
     return cfg
 
 
+def shipped_configs() -> dict[str, list[str]]:
+    """``{"datasets": [stems], "<Trainer>": [config file names]}`` of the yaml files under ``configs/``."""
+    found: dict[str, list[str]] = {"datasets": sorted(p.stem for p in (CONFIG_DIR / "datasets").glob("*.yaml"))}
+    for folder in sorted(p for p in (CONFIG_DIR / "trainers").glob("*") if p.is_dir()):
+        found[folder.name] = sorted(p.name for p in folder.glob("*.yaml"))
+    return found
+
+
+def help_epilog() -> str:
+    """The ``--help`` footer: what ``--trainer`` and the config flags accept (from the registry and configs/)."""
+    from dassl.engine import TRAINER_REGISTRY
+
+    configs = shipped_configs()
+    lines = [f"trainers (--trainer): {', '.join(sorted(TRAINER_REGISTRY.registered_names()))}", "",
+             f"dataset configs (--dataset-config-file {CONFIG_DIR.name}/datasets/<name>.yaml):",
+             "  " + " ".join(configs.pop("datasets")), "",
+             f"method configs (--config-file {CONFIG_DIR.name}/trainers/<Trainer>/<file>):"]  # fmt: skip
+    lines += [f"  {trainer}: {' '.join(files)}" for trainer, files in configs.items()]
+    lines += ["", "console: progress and one line per epoch; the full config and every line go to "
+              "<output-dir>/log.txt and config.yaml (--verbose prints them too, --quiet only epochs and results)"]
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    """The upstream flags (those of Dassl's domain-adaptation and CNN set-up are accepted but not shown)."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, epilog=help_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--root", type=str, default="", help="path to dataset")
     parser.add_argument("--output-dir", type=str, default="", help="output directory")
     parser.add_argument("--resume", type=str, default="", help="checkpoint directory (from which the training resumes)")
     parser.add_argument("--seed", type=int, default=None, help="only positive value enables a fixed seed")
-    parser.add_argument("--source-domains", type=str, nargs="+", help="source domains for DA/DG")
-    parser.add_argument("--target-domains", type=str, nargs="+", help="target domains for DA/DG")
+    # Dassl's domain-adaptation and CNN flags: accepted for upstream command lines, not shown (no method uses them)
+    parser.add_argument("--source-domains", type=str, nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--target-domains", type=str, nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--transforms", type=str, nargs="+", help="data augmentation methods")
     parser.add_argument("--config-file", type=str, default="", help="path to config file")
     parser.add_argument("--dataset-config-file", type=str, default="", help="path to config file for dataset setup")
-    parser.add_argument("--trainer", type=str, default="", help="name of trainer")
-    parser.add_argument("--backbone", type=str, default="", help="name of CNN backbone")
-    parser.add_argument("--head", type=str, default="", help="name of head")
+    parser.add_argument("--trainer", type=str, default="", help="name of trainer (listed below)")
+    parser.add_argument("--backbone", type=str, default="", help=argparse.SUPPRESS)
+    parser.add_argument("--head", type=str, default="", help=argparse.SUPPRESS)
     parser.add_argument("--eval-only", action="store_true", help="evaluation only")
     parser.add_argument("--model-dir", type=str, default="", help="load model from this directory for eval-only mode")
     parser.add_argument("--load-epoch", type=int, help="load model weights at this epoch for evaluation")
@@ -105,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--force", action="store_true",
         help="start afresh: a used --output-dir is kept as <dir>.old-<timestamp> (the scripts: FORCE=1)",
     )  # fmt: skip
+    console = parser.add_mutually_exclusive_group()
+    console.add_argument("--verbose", action="store_const", dest="console", const="verbose", default="normal",
+                         help="print everything on the console too (config dump, a line per batch), as upstream")
+    console.add_argument("--quiet", action="store_const", dest="console", const="quiet",
+                         help="print only one line per epoch, the results, warnings and errors")  # fmt: skip
     parser.add_argument(
         "opts", default=None, nargs=argparse.REMAINDER, help="modify config options using the command-line"
     )
@@ -115,7 +146,9 @@ def run(args: argparse.Namespace):
     """Set up the run described by ``args`` and train or evaluate; returns the trainer.
 
     The output folder is locked for the run. A folder that holds this config's finished run is left exactly as it
-    is (returns None); one that holds a run of another config is refused (``RunStateError``).
+    is (returns None); one that holds a run of another config is refused (``RunStateError``). The run owns its log:
+    stdout and stderr are teed into ``<OUTPUT_DIR>/log.txt`` until it returns or fails (the failure's traceback is
+    kept there too), then the console is as it was.
     """
     cfg = setup_cfg(args)
     distributed = init_distributed(cfg.USE_CUDA)
@@ -140,13 +173,17 @@ def run(args: argparse.Namespace):
 
 
 def _run(args: argparse.Namespace, cfg, distributed: bool):
-    if not is_main_process():  # the main process logs and writes for everyone
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (lives as long as the process)
+    main = is_main_process()  # the main process logs and writes for everyone
+    console = getattr(args, "console", "normal") if main else "off"
+    with RunLog(cfg.OUTPUT_DIR if main else None, console=console):
+        return _run_logged(args, cfg, distributed)
+
+
+def _run_logged(args: argparse.Namespace, cfg, distributed: bool):
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED + rank())  # other augmentations per process; prompts are synced from the main one
     if is_main_process():
-        setup_logger(cfg.OUTPUT_DIR)
         atomic_write_text(osp.join(cfg.OUTPUT_DIR, "config.yaml"), cfg.dump())
     if distributed:
         print(f"Distributed training: {world_size()} processes ({torch.distributed.get_backend()}); "
@@ -156,8 +193,9 @@ def _run(args: argparse.Namespace, cfg, distributed: bool):
         torch.backends.cudnn.benchmark = True
 
     print_args(args, cfg)
-    print("Collecting env info ...")
-    print(f"** System info **\n{collect_env_info()}\n")
+    print(f"Run folder: {cfg.OUTPUT_DIR} (config.yaml, log.txt)")
+    detail("Collecting env info ...")
+    detail(f"** System info **\n{collect_env_info()}\n")
 
     trainer = build_trainer(cfg)
 

@@ -2,7 +2,7 @@
 # that prints the command before running it.
 #   DATA    dataset root (default: ./data)
 #   OUTPUT  output root  (default: ./output)
-#   PYTHON  interpreter  (default: python)
+#   PYTHON  interpreter  (default: python3, else python, from PATH; our tools and tests pass their own)
 #   LAUNCH     how train.py is started, e.g. LAUNCH="torchrun --standalone --nproc_per_node 4" for several GPUs
 #              (default: ${PYTHON})
 #   DRY_RUN=1  print the commands without running them
@@ -13,7 +13,7 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "${REPO_ROOT}" || exit 1
 DATA="${DATA:-${REPO_ROOT}/data}"
 OUTPUT="${OUTPUT:-${REPO_ROOT}/output}"
-PYTHON="${PYTHON:-python}"
+PYTHON="${PYTHON:-$(command -v python3 || command -v python || echo python)}"
 
 run() {
     local out="" previous=""

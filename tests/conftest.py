@@ -3,11 +3,27 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# One thread per test process (and for the scripts and train.py subprocesses the tests start): tiny models run
+# fastest on one thread, and on a busy machine a process per core beats processes that each take every core.
+# Set OMP_NUM_THREADS to use more.
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = os.environ.get(_var) or "1"
+TEST_THREADS = int(os.environ["OMP_NUM_THREADS"])
+# The scripts the tests start use the interpreter that runs the suite (a venv need not be activated).
+os.environ.setdefault("PYTHON", sys.executable)
+
+
+def pytest_configure(config) -> None:
+    import torch
+
+    torch.set_num_threads(TEST_THREADS)
 
 # Tests that train run on the CPU; `PROMPTKD_TEST_DEVICE=cuda` runs them on a GPU instead (device checks).
 TEST_DEVICE = os.environ.get("PROMPTKD_TEST_DEVICE", "cpu")
@@ -27,7 +43,9 @@ def golden_dir() -> Path:
     """
     root = _golden_root()
     if not (root / "README.md").is_file():
-        message = f"golden fixtures not found at {root} (set PROMPTKD_GOLDEN)"
+        from tools.check_golden import golden_help
+
+        message = golden_help(root)
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)

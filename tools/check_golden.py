@@ -18,7 +18,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __package__ in (None, ""):  # run as a script: the repository root is not on sys.path yet
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 from yacs.config import CfgNode  # noqa: E402
@@ -279,10 +280,29 @@ def check_fixture(fixture: str | Path) -> list[Comparison]:
     return comparisons
 
 
+GOLDEN_ENV = "PROMPTKD_GOLDEN"
+
+
+def golden_help(where: Path | str) -> str:
+    """Why a golden folder is needed and how to point at one (the test suite's skip message says the same)."""
+    return (
+        f"golden fixtures not found at {where}. They are tensors recorded by running the original code "
+        "(zhengli97/PromptKD with its Dassl engine, pure fp32, on tiny random CLIPs): one training step's inputs, "
+        "outputs, gradients and updated weights of PromptSRC and PromptKD, and the engine's learning rates and "
+        "few-shot picks; the parity checks compare this toolkit with them. They are not part of the repository; "
+        f"the project keeps them next to the checkout (../shared/golden). Set {GOLDEN_ENV} to a copy (the folder "
+        "with README.md, promptsrc/, promptkd/, engine/) or pass its sub-folders to tools/check_golden.py."
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("fixtures", nargs="+", help="fixture directories (each with a manifest.json)")
     args = parser.parse_args(argv)
+    missing = [f for f in args.fixtures if not (Path(f) / "manifest.json").is_file()]
+    if missing:
+        print(f"Error: {golden_help(', '.join(missing))}", file=sys.stderr)
+        return 2
     failed = 0
     torch.set_num_threads(max(1, torch.get_num_threads()))
     for fixture in args.fixtures:

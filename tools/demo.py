@@ -1,6 +1,6 @@
 """Run the whole toolkit end to end on the built-in demo data, on CPU, in a few minutes.
 
-    python tools/demo.py [--out output/demo] [--device cpu|cuda] [--epochs 10]
+    python tools/demo.py [--out output/demo] [--device cpu|cuda] [--epochs 10] [--verbose]
 
 It writes the demo dataset (coloured shapes, 6 base + 6 novel classes) and tiny random-weight CLIP checkpoints
 in OpenAI's format (a ViT-L/14-shaped teacher and a ViT-B/16-shaped student) into the work dir, then runs the
@@ -12,7 +12,9 @@ real entry point (``train.py``'s code path, the same one the scripts use):
   4. stage 2, the PromptKD student distilled from that teacher on the unlabeled train images of all classes;
 
 and prints base / novel / HM per method, where the runs and checkpoints are, and writes a bar chart and the
-training curves (``results.png``, ``training_curves.png``; needs matplotlib). The backbones are tiny RANDOM-weight models, so the numbers only show
+training curves (``results.png``, ``results_curves.png``, as ``tools/plot_results.py`` names them; needs
+matplotlib). The console tells the story (one line per epoch and method, with a progress bar in a terminal);
+every run's full output (config, a line per batch) is in its ``log.txt``; ``--verbose`` prints it all. The backbones are tiny RANDOM-weight models, so the numbers only show
 that the pipeline works. With real weights (``python tools/download_clip.py ViT-B/16 ViT-L/14``) and real data
 (README, "Preparing the datasets") the scripts under ``scripts/`` run the papers' protocols.
 """
@@ -26,17 +28,20 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __package__ in (None, ""):  # run as a script: the repository root is not on sys.path yet
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tabulate import tabulate  # noqa: E402
 
 import train  # noqa: E402
-from datasets.demo import make_demo_dataset  # noqa: E402
+from promptkd.datasets.demo import make_demo_dataset  # noqa: E402
 from tools.make_tiny_clip import make_tiny_clip, save_tiny_clip, tiny_clip_filename  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 IMAGE_SIZE = 112  # a multiple of both patch sizes (14 and 16), like 224
 CONFIGS = REPO_ROOT / "configs"
+# output/demo in a checkout; installed (promptkd-demo), output/demo under the current folder
+DEFAULT_OUT = REPO_ROOT / "output" / "demo" if (REPO_ROOT / "pyproject.toml").is_file() else Path("output") / "demo"
 
 
 def harmonic_mean(base: float, novel: float) -> float:
@@ -109,10 +114,11 @@ def student_opts(assets: TinyAssets, epochs: int, device: str = "cpu") -> list[s
 
 
 class Demo:
-    def __init__(self, out: Path, device: str, epochs: int) -> None:
+    def __init__(self, out: Path, device: str, epochs: int, verbose: bool = False) -> None:
         self.out = out
         self.epochs = epochs
         self.device = device
+        self.console_flag = "--verbose" if verbose else "--quiet"  # train.py's console level for every run
         self.assets = prepare(out)
 
     def argv(self, trainer: str, config: str, out: str, *opts: str, flags: tuple[str, ...] = ()) -> list[str]:
@@ -121,7 +127,7 @@ class Demo:
             "--root", str(self.assets.data), "--seed", "1", "--trainer", trainer,
             "--dataset-config-file", str(CONFIGS / "datasets" / "demo.yaml"),
             "--config-file", str(CONFIGS / "trainers" / config),
-            "--output-dir", str(self.out / "runs" / out), *flags, *opts,
+            "--output-dir", str(self.out / "runs" / out), self.console_flag, *flags, *opts,
         ]  # fmt: skip
 
     def run(self, trainer: str, config: str, out: str, *opts: str, flags: tuple[str, ...] = ()) -> dict:
@@ -177,13 +183,34 @@ class Demo:
         return results["base"]["accuracy"], results["novel"]["accuracy"]
 
 
+# The table's method names, by the run folder each method writes under runs/ (legends of the plots).
+METHOD_FOLDERS = {
+    "ZeroshotCLIP": "Zero-shot CLIP",
+    "CoOp": "CoOp",
+    "PromptSRC_teacher": "PromptSRC teacher (stage 1)",
+    "PromptKD": "PromptKD student (stage 2)",
+}
+STEP_PLANS = {  # what each step is about to do, said before it runs
+    "Zero-shot CLIP": "the student backbone with hand-written prompts, no training",
+    "CoOp": "learned text prompts, 16 shots of the base classes, then the novel classes",
+    "PromptSRC teacher (stage 1)": "deep vision + language prompts on the ViT-L/14-shaped teacher, 16 base-class shots",
+    "PromptKD student (stage 2)": "distilled from the teacher on the unlabeled images of all classes",
+}
+
+
 def write_plots(out: Path) -> list[str]:
     """The bar chart and training curves of the demo runs (lines to print), or how to get them."""
     try:
         from tools import plot_results
 
-        bars = plot_results.plot_bars(plot_results.load_experiments([out / "runs"]), out / "results.png")
-        curves = plot_results.plot_curves(out / "runs", out / "training_curves.png")
+        experiments = plot_results.load_experiments([out / "runs"])
+        for experiment in experiments:
+            experiment["label"] = METHOD_FOLDERS.get(experiment["label"].split("/")[0], experiment["label"])
+        bars = plot_results.plot_bars(experiments, out / "results.png")
+        runs = plot_results.collect_curves(out / "runs")
+        for run in runs:
+            run.label = METHOD_FOLDERS.get(run.label.split("/")[0], run.label)
+        curves = plot_results.plot_curves(runs, plot_results.curves_path(out / "results.png"))
     except plot_results.MatplotlibMissing:
         return ["Plots: matplotlib is not installed (pip install matplotlib), so no PNG was written."]
     lines = [f"Plot of base / novel / HM: {bars}"]
@@ -194,16 +221,19 @@ def write_plots(out: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default=str(REPO_ROOT / "output" / "demo"), help="work dir (default: output/demo)")
+    parser.add_argument("--out", default=str(DEFAULT_OUT), help="work dir (default: output/demo)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where to run (default: cpu)")
     parser.add_argument("--epochs", type=int, default=10, help="training epochs of each method (default: 10)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="print every run's full output (config dumps, a line per batch), as train.py --verbose")
     args = parser.parse_args(argv)
 
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    console = sys.stdout
     start = time.time()
-    demo = Demo(out, args.device, args.epochs)
+    print(f"PromptKD demo in {out}: 4 methods, {args.epochs} epochs each, on {args.device}, with tiny random-weight "
+          "CLIPs (the numbers only show that the pipeline works).")  # fmt: skip
+    demo = Demo(out, args.device, args.epochs, verbose=args.verbose)
 
     steps = [
         ("Zero-shot CLIP", demo.zero_shot),
@@ -213,13 +243,14 @@ def main(argv: list[str] | None = None) -> int:
     ]
     rows = []
     for name, step in steps:
-        sys.stdout = console
-        print(f"\n==> {name}")
+        print(f"\n==> {name}: {STEP_PLANS[name]}")
         base, novel = step()
         rows.append([name, base, novel, harmonic_mean(base, novel)])
+        print(f"    base {base:.2f}  novel {novel:.2f}  HM {rows[-1][3]:.2f}")
 
-    sys.stdout = console  # train.py tees stdout into each run's log.txt; the summary goes to the console only
     print("\n" + tabulate(rows, headers=["method", "base", "novel", "HM"], floatfmt=".2f"))
+    print("base / novel: accuracy (%) on the test images of the base / novel classes. PromptKD picks its epoch on "
+          "the base-class test images (selection split, as the original).")  # fmt: skip
     print(f"\nFinished in {time.time() - start:.0f} s.")
     print(f"Runs (log.txt, results.json, config.yaml, checkpoints): {out / 'runs'}")
     print(f"Checkpoints of the teacher and the student: {demo.teacher_checkpoint()}, {demo.student_checkpoint()}")

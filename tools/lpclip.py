@@ -73,10 +73,10 @@ def search_c(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.nda
 
 
 def main(argv: list[str] | None = None) -> int:
-    import datasets  # noqa: F401  (registers the datasets)
     import train
     from dassl.data.datasets import build_dataset
     from dassl.utils import set_random_seed
+    from promptkd import datasets  # noqa: F401  (registers the datasets)
     from trainers.backbone import load_clip
 
     args = train.build_parser().parse_args(argv)

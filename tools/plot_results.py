@@ -12,8 +12,11 @@ mean rows:
 * accuracy experiments (cross-dataset, domain generalisation, few-shot): one subplot with the accuracy.
 
 The curves (a second PNG: ``--curves``, or ``<out stem>_curves.png`` next to ``--out`` when any run has per-epoch
-data) show, per run folder, the per-epoch training loss(es) from ``log.txt`` and the per-epoch val accuracy from
-``results.json`` (the log's ``Evaluate on the *val* set`` results for runs without one). matplotlib is optional:
+data) show, per run folder, the per-epoch training loss(es) from ``log.txt`` on a log scale (so a distillation
+loss in the hundreds does not flatten a cross-entropy near 1) and the per-epoch accuracy on the model-selection
+split from ``results.json`` (the log's ``Evaluate on the *val* set`` results for runs without one; with
+``DATASET.VAL_SOURCE test``, the default as in the original code, those are test images). Legends name the
+method (the trainer, as the tables do), with the experiment or run folder only where two share a trainer. matplotlib is optional:
 ``pip install -e ".[plots]"``.
 """
 
@@ -26,7 +29,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __package__ in (None, ""):  # run as a script: the repository root is not on sys.path yet
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tools.parse_results import collect, find_run_dirs, parse_log, read_logs, to_dict  # noqa: E402
 
@@ -85,7 +89,26 @@ def load_experiments(roots: list[Path | str]) -> list[dict]:
             seen.add(unique)
             data["label"] = unique
             experiments.append(data)
+    for protocol in {e["protocol"] for e in experiments}:  # one bar row per protocol: unique within it
+        chosen = [e for e in experiments if e["protocol"] == protocol]
+        for experiment, legend in zip(chosen, legend_labels([(e.get("trainer"), e["label"]) for e in chosen])):
+            experiment["legend"] = legend
     return experiments
+
+
+def legend_labels(entries: list[tuple[str | None, str]]) -> list[str]:
+    """Legend text for ``(method, unique label)`` pairs: the method alone when no other entry has it, else
+    ``method (label)``; the label alone when the method is unknown."""
+    counts: dict[str | None, int] = {}
+    for method, _ in entries:
+        counts[method] = counts.get(method, 0) + 1
+    return [label if not method else method if counts[method] == 1 else f"{method} ({label})" for method, label in entries]
+
+
+def curves_path(out: Path | str) -> Path:
+    """Where the curves go next to the bar chart ``out``: ``<out stem>_curves.png`` (also the demo's name)."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}_curves.png")
 
 
 @dataclass
@@ -113,7 +136,7 @@ def bar_data(experiments: list[dict], protocol: str) -> BarData:
     """
     chosen = [e for e in experiments if e["protocol"] == protocol]
     metrics = B2N_METRICS if protocol == "base2novel" else ACCURACY_METRICS
-    data = BarData(protocol, metrics, [], [e.get("label", e["name"]) for e in chosen])
+    data = BarData(protocol, metrics, [], [e.get("legend", e.get("label", e["name"])) for e in chosen])
     data.heights = {m: {method: {} for method in data.methods} for m in metrics}
     data.errors = {m: {method: {} for method in data.methods} for m in metrics}
 
@@ -211,10 +234,12 @@ def plot_bars(experiments: list[dict], path: Path | str, title: str | None = Non
 class RunCurves:
     """Per-epoch series of one run folder: training losses (from the log) and val accuracy."""
 
-    label: str  # the run folder relative to the root it was found under
+    label: str  # the legend: the method (``collect_curves``) or the run folder relative to its root
     losses: dict[str, list[tuple[int, float]]]
     val: list[tuple[int, float]]
     train_accuracy: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    method: str = ""  # the trainer (results.json, else the log's config)
+    path: str = ""  # the run folder relative to the root it was found under
 
     @property
     def has_data(self) -> bool:
@@ -258,7 +283,15 @@ def read_curves(run_dir: Path | str, label: str | None = None) -> RunCurves:
         val = sorted(dict(summary.val).items())
     if not losses and len(val) < 2:
         val = []
-    return RunCurves(label or run_dir.name, losses, val, train_accuracy)
+    method = _trainer_of(run_dir) or summary.config.get("TRAINER.NAME", "")
+    return RunCurves(label or run_dir.name, losses, val, train_accuracy, method, label or run_dir.name)
+
+
+def _trainer_of(run_dir: Path) -> str:
+    try:
+        return str(json.loads((run_dir / "results.json").read_text(encoding="utf-8")).get("trainer") or "")
+    except (OSError, ValueError, AttributeError):
+        return ""
 
 
 def collect_curves(root_or_run_dirs: Path | str | list[Path | str]) -> list[RunCurves]:
@@ -280,6 +313,8 @@ def collect_curves(root_or_run_dirs: Path | str | list[Path | str]) -> list[RunC
             run = read_curves(run_dir, label)
             if run.has_data:
                 curves.append(run)
+    for run, legend in zip(curves, legend_labels([(r.method, r.path) for r in curves])):
+        run.label = legend
     return curves
 
 
@@ -314,11 +349,15 @@ def plot_curves(root_or_run_dirs: Path | str | list[Path | str] | list[RunCurves
             val_ax.plot(*zip(*series), ":", color=colour, alpha=0.6)
         if run.val:
             val_ax.plot(*zip(*run.val), "-", color=colour, marker="." if len(run.val) < 30 else None)
-    loss_ax.set_title("training loss (running average at the epoch's last logged batch)", fontsize=9)
+    values = [v for r in runs for series in r.losses.values() for _, v in series]
+    scale = "log" if values and min(values) > 0 else "symlog"
+    loss_ax.set_yscale(scale)
+    loss_ax.set_title(f"training loss, {scale} scale (running average at the epoch's last logged batch)", fontsize=9)
     loss_ax.set_xlabel("epoch")
     loss_ax.set_ylabel("loss")
-    val_ax.set_title("val accuracy" + (" (dotted: training accuracy)" if any(r.train_accuracy for r in runs) else ""),
-                     fontsize=9)  # fmt: skip
+    val_ax.set_title("accuracy on the model-selection split (the logs' *val*; test images with DATASET.VAL_SOURCE "
+                     "test, as the original)" + ("\ndotted: training accuracy" if any(r.train_accuracy for r in runs)
+                                                 else ""), fontsize=9)  # fmt: skip
     val_ax.set_xlabel("epoch")
     val_ax.set_ylabel("accuracy (%)")
     for ax, empty in ((loss_ax, not loss_names), (val_ax, not any(r.val or r.train_accuracy for r in runs))):
@@ -380,8 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         written.append(plot_bars(experiments, out, args.title))
     except ValueError as err:
         print(f"No bars: {err}", file=sys.stderr)
-    curves_path = Path(args.curves) if args.curves else out.with_name(f"{out.stem}_curves.png")
-    curves = plot_curves(args.roots, curves_path, args.title)
+    curves = plot_curves(args.roots, Path(args.curves) if args.curves else curves_path(out), args.title)
     if curves is not None:
         written.append(curves)
     elif args.curves:

@@ -49,8 +49,8 @@ from tqdm import tqdm  # noqa: E402
 
 from dassl.utils.download import download_url, sha256_of_file, unreachable  # noqa: E402
 from dassl.utils.errors import UserError, run_entry_point  # noqa: E402
-from datasets.catalog import CATALOG, MIRROR_REPO, DatasetInfo, find_dataset, mirror_url  # noqa: E402
-from datasets.common import split_problems  # noqa: E402
+from promptkd.datasets.catalog import CATALOG, MIRROR_REPO, DatasetInfo, find_dataset, mirror_url  # noqa: E402
+from promptkd.datasets.common import split_problems  # noqa: E402
 
 __all__ = [
     "DatasetReport",
@@ -918,9 +918,9 @@ def _present(root: Path) -> list[str]:
 def make_split(root: str | Path, stem: str, seed: int, overwrite: bool = False) -> Path:
     """Write ``<dataset dir>/<split json>`` as a seeded random split of the class folders (the split the original
     code draws when the json is missing; ``datasets.common.generate_split``); returns the file written."""
-    import datasets  # noqa: F401  (registers the dataset classes)
     from dassl.data.datasets import DATASET_REGISTRY
-    from datasets.common import generate_split, save_split
+    from promptkd import datasets  # noqa: F401  (registers the dataset classes)
+    from promptkd.datasets.common import generate_split, save_split
 
     info = CATALOG[stem]
     dataset_class = DATASET_REGISTRY.get(info.name)

@@ -212,6 +212,16 @@ class PromptKD(PromptTrainer):
         """Parity mode: the best epoch on the base-class test images, whose accuracy is then the base number."""
         return self.cfg.DATASET.VAL_SOURCE == "test" and self.cfg.TEST.FINAL_MODEL == "best_val"
 
+    def describe_split(self, split: str) -> str:
+        """In base2novel, "val" is the base classes' selection split and "test" the novel classes' test images."""
+        if self.cfg.TRAINER.MODAL != "base2novel":
+            return super().describe_split(split)
+        parity = self.cfg.DATASET.VAL_SOURCE == "test"
+        selection = "base-class test images (as the original)" if parity else "base-class val images"
+        names = {"val": f"selection split: {selection}", "test": "novel-class test images",
+                 "test_base": "base-class test images"}  # fmt: skip
+        return names.get(split, super().describe_split(split))
+
     def test(self, split: str | None = None):
         effective = split if split is not None else self.cfg.TEST.SPLIT
         if effective == "val" and self.val_loader is None:

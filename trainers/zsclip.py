@@ -1,7 +1,8 @@
 """Zero-shot CLIP (Radford et al., 2021): classify with the text features of one hand-crafted prompt per class.
 
-Nothing is trained; run it with ``--eval-only`` (``scripts/zsclip/zeroshot.sh``). ``ZeroshotCLIP2`` averages the
-normalised features of an ensemble of templates.
+Nothing is trained; run it with ``--eval-only`` (``scripts/zsclip/zeroshot.sh``). ``ZeroshotCLIP2`` (CoOp's
+prompt-ensemble variant, ``python train.py --trainer ZeroshotCLIP2 --eval-only ...``) averages the normalised
+features of ``IMAGENET_TEMPLATES_SELECT`` plus the dataset's own template (``trainers/templates.py``).
 """
 
 from __future__ import annotations

@@ -26,7 +26,10 @@ from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import (
     AverageMeter,
     MetricMeter,
+    announce,
+    console_stream,
     count_num_param,
+    detail,
     get_rng_state,
     load_checkpoint,
     load_pretrained_weights,
@@ -225,7 +228,7 @@ class TrainerBase:
     def load_model(self, directory: str, epoch: int | None = None) -> None:
         """Load ``model-best.pth.tar`` (or ``model.pth.tar-<epoch>``) of every registered model from ``directory``."""
         if not directory:
-            print("Note that load_model() is skipped as no pretrained model is given")
+            detail("Note that load_model() is skipped as no pretrained model is given")  # zero-shot: nothing to load
             return
         names = self.get_model_names()
         model_file = "model-best.pth.tar"
@@ -299,10 +302,11 @@ class TrainerBase:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
-                print("Tensorboard is not installed: scalars are not logged (pip install tensorboard)")
+                detail("Tensorboard is not installed: scalars are not logged (pip install tensorboard)")
                 self._writer = None
                 return
-            print(f"Initialize tensorboard (log_dir={log_dir})")
+            detail(f"Initialize tensorboard (log_dir={log_dir})")
+            mkdir_if_missing(log_dir)  # only when there is a writer: no empty tensorboard/ folder
             self._writer = SummaryWriter(log_dir=log_dir)
 
     def close_writer(self) -> None:
@@ -323,6 +327,7 @@ class TrainerBase:
             self.before_epoch()
             self.run_epoch()
             self.after_epoch()
+            self.announce_epoch()
         if self.max_epoch > 0:
             self.epoch = self.max_epoch - 1  # also when a resumed run had no epoch left to train
         self.stage = "after_train"
@@ -330,6 +335,9 @@ class TrainerBase:
 
     def before_train(self) -> None:
         pass
+
+    def announce_epoch(self) -> None:
+        """The console's one line per epoch (hook; ``SimpleTrainer`` says the loss and the selection accuracy)."""
 
     def after_train(self) -> None:
         pass
@@ -430,6 +438,7 @@ class SimpleTrainer(TrainerBase):
         self.evaluator = build_evaluator(cfg, lab2cname=self.lab2cname)
         self.best_result = -np.inf
         self._deployed_epoch: int | None = None
+        self._epoch_evals: list[str] = []  # this epoch's evaluations, for the epoch line
 
     def check_cfg(self, cfg) -> None:
         """Check whether some variables are set correctly for the trainer (hook for subclasses)."""
@@ -476,9 +485,7 @@ class SimpleTrainer(TrainerBase):
             self.rollback_record(self.start_epoch)
 
         # Initialize summary writer
-        writer_dir = osp.join(self.output_dir, "tensorboard")
-        mkdir_if_missing(writer_dir)
-        self.init_writer(writer_dir)
+        self.init_writer(osp.join(self.output_dir, "tensorboard"))
 
         # Remember the starting time (for computing the elapsed time)
         self.time_start = time.time()
@@ -590,9 +597,12 @@ class SimpleTrainer(TrainerBase):
             return float("nan")
         self.set_model_mode("eval")
         self.evaluator.reset()
-        print(f"Evaluate on the *{split}* set")
+        what = self.describe_split(split)
+        detail(f"Evaluate on the *{split}* set")  # upstream's line, which log parsers look for
+        print(f"Evaluate: {what}")
 
-        for batch in tqdm(data_loader, desc=f"eval {split}", leave=False):
+        bar = tqdm(data_loader, desc=f"eval {split}", leave=False, disable=None, file=console_stream())  # terminal only
+        for batch in bar:
             input, label = self.parse_batch_test(batch)
             output = self.model_inference(input)
             self.evaluator.process(output, label)
@@ -604,7 +614,33 @@ class SimpleTrainer(TrainerBase):
             self.write_scalar(tag, v, self.epoch)
 
         self.record_result(split, results, final=final, num_samples=len(data_loader.dataset), epoch=epoch)
-        return list(results.values())[0]
+        first = list(results.values())[0]
+        if final or split != "val":
+            shown = self._deployed_epoch if final or epoch is not None else self.epoch + 1
+            model = "deployed model" if final else "model"
+            announce(f"{what}, {model}{f' of epoch {shown}' if shown else ''}: {_metric_text(results)}")
+        else:
+            self._epoch_evals.append(f"{what}: {_metric_text(results)}")
+        return first
+
+    def describe_split(self, split: str) -> str:
+        """What an evaluation measures, in words (the log's ``*val*`` is often not the json val split)."""
+        classes = {"base": "base-class ", "new": "novel-class "}.get(self.cfg.DATASET.get("SUBSAMPLE_CLASSES"), "")
+        if split == "val":
+            if self.cfg.DATASET.get("VAL_SOURCE", "val") == "test":
+                return f"selection split: {classes}test images (as the original)"
+            return f"selection split: {classes}val images"
+        return f"{classes}{split} images"
+
+    def announce_epoch(self) -> None:
+        losses = self.__dict__.pop("_epoch_losses", None)
+        evals = self.__dict__.get("_epoch_evals", [])
+        text = f"epoch {self.epoch + 1}/{self.max_epoch}"
+        if losses is not None and losses.meters:
+            text += ": " + ", ".join(f"{'train acc' if name == 'acc' else name} {meter.avg:.4g}"
+                                     for name, meter in losses.meters.items())  # fmt: skip
+        announce(" | ".join([text, *evals]))
+        evals.clear()
 
     def rollback_record(self, start_epoch: int) -> None:
         """Keep the evaluations that the resumed state has made (its epochs), drop the rest: the epochs after it are
@@ -679,6 +715,12 @@ class SimpleTrainer(TrainerBase):
         return self.model(input)
 
 
+def _metric_text(results: dict) -> str:
+    """``accuracy 45.83%`` (the first metric, as the selection uses it)."""
+    name, value = next(iter(results.items()))
+    return f"{name} {value:.2f}%" if isinstance(value, (int, float)) else f"{name} {value}"
+
+
 def _to_jsonable(value):
     if isinstance(value, torch.Tensor):
         return value.tolist()
@@ -714,10 +756,7 @@ class TrainerX(SimpleTrainer):
             batch_time.update(time.time() - end)
             losses.update(loss_summary)
 
-            meet_freq = (self.batch_idx + 1) % self.cfg.TRAIN.PRINT_FREQ == 0
-            only_few_batches = self.num_batches < self.cfg.TRAIN.PRINT_FREQ
-            if meet_freq or only_few_batches:
-                self._print_progress(losses, batch_time, data_time)
+            self._print_progress(losses, batch_time, data_time)
 
             n_iter = self.epoch * self.num_batches + self.batch_idx
             for name, meter in losses.meters.items():
@@ -726,13 +765,22 @@ class TrainerX(SimpleTrainer):
 
             end = time.time()
         progress.close()
+        self._epoch_losses = losses
 
     def _progress_bar(self, total: int) -> tqdm:
-        """A transient bar on stderr in an interactive terminal (off otherwise: log.txt keeps the text lines)."""
+        """A transient bar on the console's stderr in an interactive terminal (never in log.txt)."""
         disable = None if is_main_process() else True
-        return tqdm(total=total, desc=f"epoch {self.epoch + 1}/{self.max_epoch}", leave=False, disable=disable)
+        return tqdm(total=total, desc=f"epoch {self.epoch + 1}/{self.max_epoch}", leave=False, disable=disable,
+                    file=console_stream())  # fmt: skip
 
     def _print_progress(self, losses: MetricMeter, batch_time: AverageMeter, data_time: AverageMeter) -> None:
+        """Dassl's per-batch line: printed every ``TRAIN.PRINT_FREQ`` batches; when an epoch has fewer batches
+        than that, upstream prints every batch: those lines go to log.txt only (the console has the epoch line).
+        """
+        meet_freq = (self.batch_idx + 1) % self.cfg.TRAIN.PRINT_FREQ == 0
+        only_few_batches = self.num_batches < self.cfg.TRAIN.PRINT_FREQ
+        if not (meet_freq or only_few_batches):
+            return
         nb_remain = 0
         nb_remain += self.num_batches - self.batch_idx - 1
         nb_remain += (self.max_epoch - self.epoch - 1) * self.num_batches
@@ -747,7 +795,7 @@ class TrainerX(SimpleTrainer):
             f"lr {self.get_current_lr():.4e}",
             f"eta {eta}",
         ]
-        print(" ".join(info))
+        (print if meet_freq else detail)(" ".join(info))
 
     def parse_batch_train(self, batch):
         input = batch["img"].to(self.device)
@@ -804,10 +852,7 @@ class TrainerXU(TrainerX):
             batch_time.update(time.time() - end)
             losses.update(loss_summary)
 
-            meet_freq = (self.batch_idx + 1) % self.cfg.TRAIN.PRINT_FREQ == 0
-            only_few_batches = self.num_batches < self.cfg.TRAIN.PRINT_FREQ
-            if meet_freq or only_few_batches:
-                self._print_progress(losses, batch_time, data_time)
+            self._print_progress(losses, batch_time, data_time)
 
             n_iter = self.epoch * self.num_batches + self.batch_idx
             for name, meter in losses.meters.items():
@@ -815,6 +860,7 @@ class TrainerXU(TrainerX):
             self.write_scalar("train/lr", self.get_current_lr(), n_iter)
             end = time.time()
         progress.close()
+        self._epoch_losses = losses
 
     def parse_batch_train(self, batch_x, batch_u):
         input_x = batch_x["img"].to(self.device)

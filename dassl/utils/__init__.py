@@ -1,6 +1,6 @@
 """Dassl's ``dassl.utils``: logging, files, seeding, checkpoints, meters and the registry."""
 
-from .logger import Logger, setup_logger
+from .logger import Logger, RunLog, announce, console_stream, detail, setup_logger
 from .meters import AverageMeter, MetricMeter
 from .registry import Registry
 from .tools import (
@@ -33,6 +33,10 @@ from .torchtools import (
 
 __all__ = [
     "Logger",
+    "RunLog",
+    "announce",
+    "console_stream",
+    "detail",
     "setup_logger",
     "AverageMeter",
     "MetricMeter",

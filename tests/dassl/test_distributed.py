@@ -68,12 +68,8 @@ def test_one_process_is_a_no_op():
 def test_two_process_promptkd_run_through_the_script(tmp_path):
     from tools.demo import Demo, student_opts
 
-    console = sys.stdout
-    try:
-        demo = Demo(tmp_path, "cpu", epochs=2)
-        demo.teacher()  # stage 1 in this process
-    finally:
-        sys.stdout = console
+    demo = Demo(tmp_path, "cpu", epochs=2)
+    demo.teacher()  # stage 1 in this process
     env = dict(
         os.environ, DATA=str(demo.assets.data), OUTPUT=str(tmp_path / "out"), PYTHON=sys.executable,
         LAUNCH=f"{sys.executable} -m torch.distributed.run --standalone --nproc_per_node 2", CUDA_VISIBLE_DEVICES="",

@@ -130,37 +130,41 @@ def output_root(tmp_path: Path) -> Path:
 def test_bar_data_holds_the_numbers_written_in_results_json(output_root):
     experiments = plot_results.load_experiments([output_root])
     assert sorted(e["label"] for e in experiments) == sorted([PROMPTKD, COOP, CROSS])
+    # legends: the method, as the tables name it (the experiment path only where two share a trainer in a row)
+    legend = {e["label"]: e["legend"] for e in experiments}
+    assert legend == {PROMPTKD: "PromptKD", COOP: "CoOp", CROSS: "PromptKD"}
+    kd, coop, cross = legend[PROMPTKD], legend[COOP], legend[CROSS]
 
     bars = plot_results.bar_data(experiments, "base2novel")
     assert bars.metrics == ("base", "novel", "HM")
     assert bars.groups == ["Caltech101", "DescribableTextures", "Average"]
-    assert sorted(bars.methods) == sorted([PROMPTKD, COOP])
+    assert sorted(bars.methods) == sorted([kd, coop])
 
     caltech = [v for (folder, _, _), v in PROMPTKD_RUNS.items() if folder == "caltech101"]
     base, novel = np.mean([b for b, _ in caltech]), np.mean([n for _, n in caltech])
     height, error = bars.heights, bars.errors
-    assert height["base"][PROMPTKD]["Caltech101"] == pytest.approx(base)
-    assert height["novel"][PROMPTKD]["Caltech101"] == pytest.approx(novel)
-    assert height["HM"][PROMPTKD]["Caltech101"] == pytest.approx(harmonic_mean(base, novel))  # HM of the means
-    assert error["base"][PROMPTKD]["Caltech101"] == pytest.approx(np.std([b for b, _ in caltech]))
-    assert error["novel"][PROMPTKD]["Caltech101"] == pytest.approx(np.std([n for _, n in caltech]))
-    assert error["HM"][PROMPTKD]["Caltech101"] == pytest.approx(np.std([harmonic_mean(b, n) for b, n in caltech]))
-    assert height["base"][PROMPTKD]["DescribableTextures"] == 80.0
-    assert height["HM"][PROMPTKD]["DescribableTextures"] == pytest.approx(harmonic_mean(80.0, 60.0))
-    assert "DescribableTextures" not in error["base"][PROMPTKD]  # one seed: no error bar
+    assert height["base"][kd]["Caltech101"] == pytest.approx(base)
+    assert height["novel"][kd]["Caltech101"] == pytest.approx(novel)
+    assert height["HM"][kd]["Caltech101"] == pytest.approx(harmonic_mean(base, novel))  # HM of the means
+    assert error["base"][kd]["Caltech101"] == pytest.approx(np.std([b for b, _ in caltech]))
+    assert error["novel"][kd]["Caltech101"] == pytest.approx(np.std([n for _, n in caltech]))
+    assert error["HM"][kd]["Caltech101"] == pytest.approx(np.std([harmonic_mean(b, n) for b, n in caltech]))
+    assert height["base"][kd]["DescribableTextures"] == 80.0
+    assert height["HM"][kd]["DescribableTextures"] == pytest.approx(harmonic_mean(80.0, 60.0))
+    assert "DescribableTextures" not in error["base"][kd]  # one seed: no error bar
     average_base, average_novel = (base + 80.0) / 2, (novel + 60.0) / 2
-    assert height["base"][PROMPTKD]["Average"] == pytest.approx(average_base)
-    assert height["novel"][PROMPTKD]["Average"] == pytest.approx(average_novel)
-    assert height["HM"][PROMPTKD]["Average"] == pytest.approx(harmonic_mean(average_base, average_novel))
+    assert height["base"][kd]["Average"] == pytest.approx(average_base)
+    assert height["novel"][kd]["Average"] == pytest.approx(average_novel)
+    assert height["HM"][kd]["Average"] == pytest.approx(harmonic_mean(average_base, average_novel))
     # CoOp: base from train_base, novel from test_new; one dataset, so no Average bar
-    assert height["base"][COOP] == {"Caltech101": 90.0}
-    assert height["novel"][COOP] == {"Caltech101": 70.0}
-    assert height["HM"][COOP] == {"Caltech101": pytest.approx(harmonic_mean(90.0, 70.0))}
-    assert error["base"][COOP] == {}
+    assert height["base"][coop] == {"Caltech101": 90.0}
+    assert height["novel"][coop] == {"Caltech101": 70.0}
+    assert height["HM"][coop] == {"Caltech101": pytest.approx(harmonic_mean(90.0, 70.0))}
+    assert error["base"][coop] == {}
 
     accuracy = plot_results.bar_data(experiments, "accuracy")
-    assert accuracy.metrics == ("accuracy",) and accuracy.methods == [CROSS]
-    assert accuracy.heights["accuracy"][CROSS] == {
+    assert accuracy.metrics == ("accuracy",) and accuracy.methods == [cross]
+    assert accuracy.heights["accuracy"][cross] == {
         "Caltech101": 93.5, "DescribableTextures": 45.0, "Average": pytest.approx((93.5 + 45.0) / 2)}  # fmt: skip
 
 
@@ -183,14 +187,14 @@ def test_plot_bars_writes_a_png_of_the_expected_size(output_root, tmp_path):
     experiments = plot_results.load_experiments([output_root])
     path = plot_results.plot_bars(experiments, tmp_path / "plots" / "bars.png", title="B2N")
     assert path == tmp_path / "plots" / "bars.png"
-    # 3 groups (2 datasets + Average), 3 methods, 4 metric rows (base, novel, HM, accuracy)
-    assert png_size(path) == plot_results.bar_figure_size(3, 3, 4)
+    # 3 groups (2 datasets + Average), 2 methods (PromptKD keeps one colour in both rows), 4 metric rows
+    assert png_size(path) == plot_results.bar_figure_size(3, 2, 4)
     assert path.stat().st_size > 10_000
 
 
 # ---------------------------------------------------------------------------------------------------- curves
 def test_curves_are_the_logged_losses_and_the_results_json_val_accuracy(output_root):
-    runs = {r.label: r for r in plot_results.collect_curves(output_root)}
+    runs = {r.path: r for r in plot_results.collect_curves(output_root)}
     promptkd = [f"base2new/train_base/{folder}/shots_0/PromptKD/{PROMPTKD.split('/')[-1]}/seed_{seed}"
                 for folder, _, seed in PROMPTKD_RUNS]  # fmt: skip
     coop_train = "base2new/train_base/caltech101/shots_16/CoOp/vit_b16_ctxv1/seed1"
@@ -206,6 +210,31 @@ def test_curves_are_the_logged_losses_and_the_results_json_val_accuracy(output_r
     assert coop.losses == {"loss": [(1, 1.0), (2, 0.5)]}
     assert coop.train_accuracy == {"acc": [(1, 50.0), (2, 100.0)]}  # a training accuracy, not a loss
     assert coop.val == []
+
+
+def test_curve_legends_name_the_method_and_the_run_only_where_two_share_it(output_root):
+    runs = plot_results.collect_curves(output_root)
+    legends = {r.path: r.label for r in runs}
+    coop = "base2new/train_base/caltech101/shots_16/CoOp/vit_b16_ctxv1/seed1"
+    assert legends[coop] == "CoOp"  # the only CoOp run with curves
+    promptkd = [path for path in legends if "PromptKD" in path]
+    assert len(promptkd) == 3 and all(legends[p] == f"PromptKD ({p})" for p in promptkd)
+
+
+def test_loss_axis_is_logarithmic_so_a_large_kd_loss_does_not_flatten_the_rest(output_root, tmp_path, monkeypatch):
+    plt = plot_results._pyplot()
+    scales = []
+    real_subplots = plt.subplots
+
+    def spy(*args, **kwargs):
+        fig, axes = real_subplots(*args, **kwargs)
+        original = axes[0].set_yscale
+        axes[0].set_yscale = lambda value, **kw: (scales.append(value), original(value, **kw))[1]
+        return fig, axes
+
+    monkeypatch.setattr(plt, "subplots", spy)
+    assert plot_results.plot_curves(output_root, tmp_path / "c.png") is not None
+    assert scales == ["log"]
 
 
 def test_val_curve_falls_back_to_the_log_without_results_json(tmp_path):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -124,3 +126,27 @@ def test_sweep_sh_runs_the_python_runner(repo_root: Path, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "[1/1] bash scripts/zsclip/base2new.sh dtd" in result.stdout
     assert result.stdout.count("--trainer ZeroshotCLIP") == 2  # base and new classes
+
+
+def _stub_interpreters(folder: Path) -> Path:
+    """``python`` and ``python3`` on a PATH of their own that say which one ran (and run nothing)."""
+    folder.mkdir()
+    for name in ("python", "python3"):
+        stub = folder / name
+        stub.write_text(f"#!/bin/sh\necho \"stub {name} $*\"\n", encoding="utf-8")
+        stub.chmod(0o755)
+    return folder
+
+
+def test_scripts_use_the_interpreter_in_PYTHON_not_the_one_on_PATH(repo_root: Path, tmp_path):
+    """A suite run by a venv's interpreter that is not activated: PATH's python lacks the dependencies."""
+    stubs = _stub_interpreters(tmp_path / "bin")
+    env = dict(os.environ, PATH=f"{stubs}:{os.environ['PATH']}", PYTHON=sys.executable)
+    argv = ["bash", "scripts/sweep.sh", "--methods", "zsclip", "--datasets", "dtd", "--dry-run", "--output", str(tmp_path)]
+    result = subprocess.run(argv, cwd=repo_root, env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "stub" not in result.stdout and "[1/1] bash scripts/zsclip/base2new.sh dtd" in result.stdout
+
+    del env["PYTHON"]  # without PYTHON: python3 from PATH
+    result = subprocess.run(argv, cwd=repo_root, env=env, capture_output=True, text=True, check=False)
+    assert result.stdout.startswith("stub python3 tools/sweep.py --methods zsclip"), result.stdout

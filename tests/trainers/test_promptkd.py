@@ -152,17 +152,13 @@ def test_honest_selection_reports_the_base_accuracy_on_base_test_images(tmp_path
     the deployed model's accuracy on the base-class test images, not a val-split accuracy (or nothing)."""
     from tools.demo import Demo
 
-    console = sys.stdout
-    try:
-        demo = Demo(tmp_path, "cpu", epochs=2)
-        teacher_base, _ = demo.teacher()
-        demo.promptkd("DATASET.VAL_SOURCE", "val", out="val_source")
-        demo.promptkd("TEST.FINAL_MODEL", "last_step", out="last_step")
-        # eval-only of the val-selected student reports the same base-class test accuracy
-        demo.promptkd("DATASET.VAL_SOURCE", "val", out="val_source_eval", flags=(
-            "--eval-only", "--model-dir", str(tmp_path / "runs" / "val_source")))
-    finally:
-        sys.stdout = console
+    demo = Demo(tmp_path, "cpu", epochs=2)
+    teacher_base, _ = demo.teacher()
+    demo.promptkd("DATASET.VAL_SOURCE", "val", out="val_source")
+    demo.promptkd("TEST.FINAL_MODEL", "last_step", out="last_step")
+    # eval-only of the val-selected student reports the same base-class test accuracy
+    demo.promptkd("DATASET.VAL_SOURCE", "val", out="val_source_eval", flags=(
+        "--eval-only", "--model-dir", str(tmp_path / "runs" / "val_source")))
     split = json.loads((tmp_path / "data" / "demo" / "split_demo.json").read_text())
     n_base_val = sum(1 for _, label, _ in split["val"] if label < 6)
     n_base_test = sum(1 for _, label, _ in split["test"] if label < 6)

@@ -1,0 +1,113 @@
+"""dassl.utils.logger: a run owns its log.txt (line-buffered, warnings and failures included) and the console
+shows only what its level asks for; the streams are restored when the run ends."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+
+from dassl.utils import RunLog, announce, console_stream, detail
+from dassl.utils.errors import UserError
+
+
+def test_streams_are_restored_and_later_lines_stay_out_of_the_file(tmp_path, capsys):
+    before = (sys.stdout, sys.stderr)
+    with RunLog(str(tmp_path)) as log:
+        print("inside the run")
+    print("after the run")
+    assert (sys.stdout, sys.stderr) == before
+    text = Path(log.path).read_text(encoding="utf-8")
+    assert text == "inside the run\n"
+    assert capsys.readouterr().out == "inside the run\nafter the run\n"
+
+
+def test_a_failed_run_keeps_its_message_and_traceback_and_restores_the_streams(tmp_path):
+    before = (sys.stdout, sys.stderr)
+    with pytest.raises(UserError), RunLog(str(tmp_path)) as log:
+        print("epoch 1 done")
+        raise UserError("DATASET.ROOT /nowhere does not exist: pass --root")
+    assert (sys.stdout, sys.stderr) == before
+    text = Path(log.path).read_text(encoding="utf-8")
+    assert "epoch 1 done" in text
+    assert "Error: DATASET.ROOT /nowhere does not exist: pass --root" in text
+    assert "Traceback (most recent call last)" in text and "test_logger.py" in text
+
+
+def test_warnings_and_stderr_reach_the_file_and_the_console(tmp_path, capsys):
+    with RunLog(str(tmp_path), console="quiet") as log, warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("the teacher was trained on another dataset", UserWarning, stacklevel=1)
+        print("a message for stderr", file=sys.stderr)
+    text = Path(log.path).read_text(encoding="utf-8")
+    err = capsys.readouterr().err
+    for shown in (text, err):
+        assert "UserWarning: the teacher was trained on another dataset" in shown
+        assert "a message for stderr" in shown
+
+
+@pytest.mark.parametrize(
+    ("level", "shown"),
+    [("verbose", {"print", "detail", "announce"}), ("normal", {"print", "announce"}), ("quiet", {"announce"}),
+     ("off", set())],
+)  # fmt: skip
+def test_console_level_filters_the_console_never_the_file(tmp_path, capsys, level, shown):
+    with RunLog(str(tmp_path), console=level) as log:
+        print("print")
+        detail("detail")
+        announce("announce")
+    assert Path(log.path).read_text(encoding="utf-8").split() == ["print", "detail", "announce"]
+    assert set(capsys.readouterr().out.split()) == shown
+
+
+def test_outside_a_run_detail_and_announce_just_print(capsys):
+    detail("a")
+    announce("b")
+    assert capsys.readouterr().out == "a\nb\n"
+    assert console_stream() is sys.stderr
+
+
+def test_an_existing_log_is_kept_and_an_unknown_level_is_refused(tmp_path):
+    (tmp_path / "log.txt").write_text("the previous run\n", encoding="utf-8")
+    with RunLog(str(tmp_path)) as log:
+        print("the new run")
+    assert (tmp_path / "log.txt").read_text(encoding="utf-8") == "the previous run\n"
+    assert Path(log.path).name.startswith("log.txt-")
+    with pytest.raises(ValueError, match="console level must be one of"):
+        RunLog(str(tmp_path), console="loud")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_log_survives_a_killed_process(tmp_path, sig):
+    """Every printed line is on disk at once (line-buffered), so a killed run's log says how far it got."""
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+        from dassl.utils.logger import RunLog
+        with RunLog({str(tmp_path)!r}):
+            for i in range(3):
+                print(f"line {{i}}")
+            print("ready", file=sys.stderr)
+            time.sleep(60)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr.readline().strip() == "ready"
+        os.kill(proc.pid, sig)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    deadline = time.time() + 5
+    text = ""
+    while time.time() < deadline and "ready" not in text:
+        text = (tmp_path / "log.txt").read_text(encoding="utf-8")
+    assert text == "line 0\nline 1\nline 2\nready\n"
