@@ -68,22 +68,26 @@ class TinyAssets:
         return self.dataset == "demo"
 
 
-def prepare(out: Path, backbones: str = "random", clip_cache: Path | None = None) -> TinyAssets:
+def prepare(
+    out: Path, backbones: str = "random", clip_cache: Path | None = None,
+    recipes: dict[str, pretrain_clip.ClipRecipe] | None = None,
+) -> TinyAssets:  # fmt: skip
     """Data + teacher/student CLIP checkpoints under ``out`` (reused when present).
 
     ``random``: the coloured-shapes demo data and tiny random-weight CLIPs; ``miniworld``: the MiniWorld benchmark
-    and the miniature CLIPs pretrained on its pretraining domain (cached by content in ``clip_cache``).
+    and the miniature CLIPs pretrained on its pretraining domain (cached by content in ``clip_cache``;
+    ``recipes``: other pretraining recipes than ``pretrain_clip.MINIWORLD_CLIPS``, e.g. shorter ones in tests).
     """
     data = out / "data"
     if backbones == "miniworld":
-        print(f"Writing the MiniWorld benchmark to {data / 'miniworld'} (unless it is there)")
-        make_miniworld_dataset(data, MiniWorldConfig(image_size=pretrain_clip.IMAGE_SIZE))
-        recipes = pretrain_clip.MINIWORLD_CLIPS
-        paths = pretrain_clip.pretrain_miniworld_clips(clip_cache or out / "clip", recipes)
+        recipes = recipes or pretrain_clip.MINIWORLD_CLIPS
         teacher, student = recipes["teacher"], recipes["student"]
+        print(f"Writing the MiniWorld benchmark to {data / 'miniworld'} (unless it is there)")
+        make_miniworld_dataset(data, MiniWorldConfig(image_size=teacher.image_size))
+        paths = pretrain_clip.pretrain_miniworld_clips(clip_cache or out / "clip", recipes)
         return TinyAssets(
             data, paths["teacher"], paths["student"], out / "cache", dataset="miniworld",
-            image_size=pretrain_clip.IMAGE_SIZE, teacher_depth=min(teacher.vision_layers, teacher.text_layers),
+            image_size=teacher.image_size, teacher_depth=min(teacher.vision_layers, teacher.text_layers),
             student_depth=(student.vision_layers, student.text_layers),
         )  # fmt: skip
     if not (data / "demo" / "split_demo.json").is_file():
@@ -146,13 +150,13 @@ def student_opts(assets: TinyAssets, epochs: int, device: str = "cpu") -> list[s
 class Demo:
     def __init__(
         self, out: Path, device: str, epochs: int, backbones: str = "random", seed: int = 1,
-        clip_cache: Path | None = None,
+        clip_cache: Path | None = None, recipes: dict[str, pretrain_clip.ClipRecipe] | None = None,
     ) -> None:  # fmt: skip
         self.out = out
         self.epochs = epochs
         self.device = device
         self.seed = seed
-        self.assets = prepare(out, backbones, clip_cache)
+        self.assets = prepare(out, backbones, clip_cache, recipes)
 
     def run(self, trainer: str, config: str, out: str, *opts: str, flags: tuple[str, ...] = ()) -> dict:
         """``train.py`` in-process; returns the run's results.json."""
@@ -166,10 +170,16 @@ class Demo:
         with open(Path(trainer_obj.output_dir) / "results.json", encoding="utf-8") as f:
             return json.load(f)
 
-    def zero_shot(self) -> tuple[float, float]:
-        opts = student_opts(self.assets, self.epochs, self.device)
+    def zero_shot(self, teacher: bool = False) -> tuple[float, float]:
+        """Zero-shot CLIP with the student-size backbone (or the teacher-size one) on base and novel."""
+        if teacher:
+            opts = [*student_opts(self.assets, self.epochs, self.device), "MODEL.BACKBONE.PATH",
+                    str(self.assets.teacher_clip), "MODEL.BACKBONE.NAME", "ViT-L/14"]  # fmt: skip
+        else:
+            opts = student_opts(self.assets, self.epochs, self.device)
+        name = "ZeroshotCLIP_teacher" if teacher else "ZeroshotCLIP"
         acc = [
-            self.run("ZeroshotCLIP", "CoOp/vit_b16.yaml", f"ZeroshotCLIP/test_{sub}", *opts,
+            self.run("ZeroshotCLIP", "CoOp/vit_b16.yaml", f"{name}/test_{sub}", *opts,
                      "DATASET.SUBSAMPLE_CLASSES", sub, flags=("--eval-only",))["final"]["accuracy"]
             for sub in ("base", "new")
         ]  # fmt: skip
@@ -250,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
 
     steps = [
         ("Zero-shot CLIP", demo.zero_shot),
+        *([("Zero-shot CLIP, teacher size", lambda: demo.zero_shot(teacher=True))] if not demo.assets.random else []),
         ("CoOp", demo.coop),
         ("PromptSRC teacher (stage 1)", demo.teacher),
         ("PromptKD student (stage 2)", demo.promptkd),

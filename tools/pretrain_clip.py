@@ -34,7 +34,7 @@ from trainers.backbone import build_clip_from_state_dict, read_clip_state_dict  
 __all__ = ["MINIWORLD_CLIPS", "ClipRecipe", "pretrained_clip_path", "pretrain_miniworld_clips", "main"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-IMAGE_SIZE = 64  # a multiple of both patch sizes (8 and 16)
+IMAGE_SIZE = 32  # a multiple of both patch sizes (8 and 16)
 RECORD = "pretrain.json"
 
 
@@ -67,8 +67,10 @@ class ClipRecipe:
 
 # The teacher is the larger model (wider and deeper towers, finer patches), as ViT-L/14 is to ViT-B/16.
 MINIWORLD_CLIPS: dict[str, ClipRecipe] = {
-    "teacher": ClipRecipe("teacher", vision_width=64, vision_layers=2, text_width=64, text_layers=2, patch=8),
-    "student": ClipRecipe("student", vision_width=64, vision_layers=2, text_width=64, text_layers=1, patch=16),
+    "teacher": ClipRecipe("teacher", vision_width=64, vision_layers=2, text_width=64, text_layers=2, patch=8,
+                          settings=pretrain_clip.PretrainSettings(steps=500)),
+    "student": ClipRecipe("student", vision_width=64, vision_layers=2, text_width=64, text_layers=1, patch=16,
+                          settings=pretrain_clip.PretrainSettings(steps=400)),
 }
 
 

@@ -51,11 +51,12 @@ def to_pixels(images: Tensor) -> Tensor:
     return (x - mean) / std
 
 
-def encode_captions(model, tokens: Tensor) -> Tensor:
-    """``model.encode_text`` on tokens cut after the longest caption's EOT (exact under the causal mask)."""
+def encode_captions(model, tokens: Tensor, embed: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+    """``model.encode_text`` on tokens cut after the longest caption's EOT (exact under the causal mask);
+    ``embed`` replaces ``model.token_embedding`` (pretraining trains only the rows its captions use)."""
     length = int((tokens != 0).sum(dim=1).max())
     tokens = tokens[:, :length]
-    x = model.token_embedding(tokens) + model.positional_embedding[:length]
+    x = (embed or model.token_embedding)(tokens) + model.positional_embedding[:length]
     x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
     x = model.ln_final(x)
     x = x[torch.arange(x.shape[0]), tokens.argmax(dim=-1)]  # the EOT token has the largest id
@@ -92,12 +93,24 @@ def contrastive_pretrain(
     caption_tokens = torch.stack(
         [tokenize([t.format(name) for t in templates]) for name in classnames]
     )  # (n_cls, n_templates, 77)
+    # Only the vocabulary rows that the captions use are trained (the other 49k rows would get zero gradients
+    # but cost AdamW a full update each step); they are written back into the embedding at the end.
+    vocab = torch.unique(caption_tokens)
+    local = torch.zeros(model.token_embedding.num_embeddings, dtype=torch.long)
+    local[vocab] = torch.arange(len(vocab))
+    model.token_embedding.weight.requires_grad_(False)
+    rows = torch.nn.Parameter(model.token_embedding.weight[vocab].detach().clone())
+
+    def embed(tokens: Tensor) -> Tensor:
+        return rows[local[tokens]]
+
     by_class = [torch.nonzero(labels == c).flatten() for c in range(len(classnames))]
     present = torch.tensor([c for c, idx in enumerate(by_class) if len(idx)])
     batch = min(settings.batch_size, len(present))
 
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
-    other = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [p for n, p in trainable if p.ndim >= 2 and "embedding" not in n]
+    other = [p for n, p in trainable if not (p.ndim >= 2 and "embedding" not in n)] + [rows]
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": settings.weight_decay}, {"params": other, "weight_decay": 0.0}],
         lr=settings.lr, betas=(0.9, 0.98), eps=1e-6,
@@ -114,7 +127,7 @@ def contrastive_pretrain(
         for group in optimizer.param_groups:
             group["lr"] = _lr_at(step, settings)
         image_features = F.normalize(model.encode_image(pixels), dim=-1)
-        text_features = F.normalize(encode_captions(model, tokens), dim=-1)
+        text_features = F.normalize(encode_captions(model, tokens, embed), dim=-1)
         logits = model.logit_scale.exp() * image_features @ text_features.t()  # (batch, batch)
         target = torch.arange(batch)
         loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
@@ -128,6 +141,8 @@ def contrastive_pretrain(
         if step % max(1, settings.steps // 5) == 0 or step == settings.steps - 1:
             log(f"  step {step + 1}/{settings.steps}  loss {loss.item():.3f}")
 
+    with torch.no_grad():
+        model.token_embedding.weight[vocab] = rows
     trained = model.state_dict()
     return {key: trained[key].detach().to(torch.float16).clone() for key in state_dict}
 
