@@ -9,6 +9,7 @@ from . import (  # noqa: F401
     food101,
     imagenet,
     imagenet_variants,
+    miniworld,
     oxford_flowers,
     oxford_pets,
     stanford_cars,

@@ -110,15 +110,19 @@ def make_tiny_clip(
     image_size: int = 224,
     layers: int | None = None,
     text_layers: int | None = None,
+    vision_width: int | None = None,
+    text_width: int | None = None,
+    patch: int | None = None,
     seed: int = 0,
 ) -> dict[str, Tensor]:
     """A random CLIP state dict (OpenAI key names and order, float16) of the given kind.
 
     ``layers`` sets the depth of both towers (default: the kind's own, see ``TINY_CLIP_SPECS``); ``text_layers``
-    overrides the text depth alone. ``image_size`` must be a multiple of the patch size. Same seed, same tensors.
+    overrides the text depth alone; ``vision_width`` / ``text_width`` override the kind's widths (multiples of
+    64: CLIP's head width), ``patch`` its patch size. ``image_size`` must be a multiple of the patch size. Same seed, same tensors.
     """
     spec = _spec(kind)
-    patch = spec["patch"]
+    patch = patch if patch is not None else spec["patch"]
     if image_size <= 0 or image_size % patch:
         raise ValueError(
             f"image_size must be a positive multiple of the {kind} patch size {patch}, got {image_size}"
@@ -146,7 +150,11 @@ def make_tiny_clip(
     def ones(n: int) -> Tensor:
         return torch.ones(n, dtype=torch.float16)
 
-    embed_dim, v_width, t_width = spec["embed_dim"], spec["vision_width"], spec["text_width"]
+    embed_dim = spec["embed_dim"]
+    v_width = vision_width if vision_width is not None else spec["vision_width"]
+    t_width = text_width if text_width is not None else spec["text_width"]
+    if v_width < 64 or t_width < 64 or v_width % 64 or t_width % 64:
+        raise ValueError(f"tower widths must be positive multiples of 64, got vision {v_width}, text {t_width}")
     grid = image_size // patch
     v_scale = v_width**-0.5
 
