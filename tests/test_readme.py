@@ -103,6 +103,8 @@ def test_readme_commands_run_verbatim(sandbox):
     assert (sandbox / "teacher_model/Caltech101/VLPromptLearner/model.pth.tar-1").is_file()
     assert (sandbox / "teacher_model/ImageNet-xd/VLPromptLearner/model.pth.tar-1").is_file()
     assert "final" in json.loads((out / f"oxford_pets/{kd}_cross_datasets_0shots/seed1/results.json").read_text())
+    cross_log = (out / f"oxford_pets/{kd}_cross_datasets_0shots/seed1/log.txt").read_text()
+    assert "Accuracy of the last-epoch model" in cross_log and "Novel accuracy" not in cross_log  # no novel classes
     assert (out / f"dg/imagenet_sketch/{kd}_cross_datasets_0shots/seed1/results.json").is_file()
     for phase in ("test_base", "test_new"):
         assert (out / f"base2new/{phase}/caltech101/shots_0/ZeroshotCLIP/vit_b16/results.json").is_file()

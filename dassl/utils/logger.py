@@ -115,10 +115,11 @@ class RunLog:
         return self
 
     def _show_warning(self, message, category, filename, lineno, file=None, line=None) -> None:
-        """Warnings of the run: into log.txt and onto the console's stderr (whoever handled them before)."""
-        text = warnings.formatwarning(message, category, filename, lineno, line)
-        self.write_file(text)
-        (file or self.console()).write(text)
+        """Warnings of the run: into log.txt, then to whoever handled them before (the console's stderr, or a
+        recorder such as ``warnings.catch_warnings(record=True)`` / ``pytest.warns``)."""
+        self.write_file(warnings.formatwarning(message, category, filename, lineno, line))
+        console = file or (self._saved[1] if self._saved is not None else None)  # not the tee: no second copy
+        (self._showwarning or warnings._showwarning_orig)(message, category, filename, lineno, console, line)
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:

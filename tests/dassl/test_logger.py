@@ -16,6 +16,7 @@ import pytest
 
 from dassl.utils import RunLog, announce, console_stream, detail
 from dassl.utils.errors import UserError
+from tests.conftest import REPO_ROOT
 
 
 def test_streams_are_restored_and_later_lines_stay_out_of_the_file(tmp_path, capsys):
@@ -42,15 +43,29 @@ def test_a_failed_run_keeps_its_message_and_traceback_and_restores_the_streams(t
 
 
 def test_warnings_and_stderr_reach_the_file_and_the_console(tmp_path, capsys):
-    with RunLog(str(tmp_path), console="quiet") as log, warnings.catch_warnings():
+    with warnings.catch_warnings(record=True) as caught:  # whoever shows warnings outside the run (pytest here)
         warnings.simplefilter("always")
-        warnings.warn("the teacher was trained on another dataset", UserWarning, stacklevel=1)
-        print("a message for stderr", file=sys.stderr)
+        with RunLog(str(tmp_path), console="quiet") as log:
+            warnings.warn("the teacher was trained on another dataset", UserWarning, stacklevel=1)
+            print("a message for stderr", file=sys.stderr)
     text = Path(log.path).read_text(encoding="utf-8")
-    err = capsys.readouterr().err
-    for shown in (text, err):
-        assert "UserWarning: the teacher was trained on another dataset" in shown
+    assert "UserWarning: the teacher was trained on another dataset" in text
+    assert [str(w.message) for w in caught] == ["the teacher was trained on another dataset"]  # handed on
+    for shown in (text, capsys.readouterr().err):
         assert "a message for stderr" in shown
+
+
+def test_warnings_reach_the_console_stderr_without_a_recorder(tmp_path):
+    code = (
+        "import sys, warnings\n"
+        "from dassl.utils.logger import RunLog\n"
+        f"with RunLog({str(tmp_path)!r}, console='quiet'):\n"
+        "    warnings.warn('shown on the console', UserWarning)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("UserWarning: shown on the console") == 1
+    assert "UserWarning: shown on the console" in (tmp_path / "log.txt").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize(
