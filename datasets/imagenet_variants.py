@@ -34,6 +34,7 @@ class ImageNetVariant(DatasetBase):
 
     dataset_dir = ""
     image_dir_name = ""
+    class_subsampling = False  # the evaluation protocol keeps every class of a test-only set
 
     def __init__(self, cfg) -> None:
         root = osp.abspath(osp.expanduser(cfg.DATASET.ROOT))

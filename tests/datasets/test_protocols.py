@@ -14,7 +14,9 @@ import pytest
 
 import datasets  # noqa: F401  (registers the datasets)
 from dassl.config import get_cfg_default
-from dassl.data.datasets import build_dataset
+from dassl.data.datasets import DatasetBase
+from dassl.data.datasets import build_dataset as build_full_dataset
+from dassl.evaluation.protocol import build_protocol
 from dassl.utils import set_random_seed
 from datasets.demo import DEMO_CLASSES, make_demo_dataset
 from trainers.config import extend_cfg
@@ -32,6 +34,7 @@ def cfg_for(root: Path, **overrides):
     extend_cfg(cfg)
     cfg.DATASET.NAME = "Caltech101"
     cfg.DATASET.ROOT = str(root)
+    cfg.TEST.FINAL_MODEL = "best_val"  # a selection evaluation (its images are the view's "val")
     for key, value in overrides.items():
         node, _, leaf = key.rpartition("__")
         target = cfg
@@ -39,6 +42,16 @@ def cfg_for(root: Path, **overrides):
             target = target[part]
         target[leaf] = value
     return cfg
+
+
+def build_dataset(cfg):
+    """The dataset as the run's protocol presents it: training items, the model's classes, every evaluation."""
+    protocol = build_protocol(cfg)
+    data = protocol.apply(build_full_dataset(cfg))
+    view = DatasetBase(train_x=data.train, val=data.evaluations.get("val", []), test=data.evaluations["test"])
+    view.test_base = data.evaluations.get("test_base", [])
+    view.protocol = protocol
+    return view
 
 
 def rel(data, image_dir: Path) -> list[list]:
