@@ -77,11 +77,7 @@ class DataManager:
         note = parity_note(protocol)
         if note:
             print(note)
-        if selection is not None:
-            val_items = data.evaluations[selection.name]
-        else:
-            val_items = data.partition.subsample(source.val or [], protocol.model_classes)
-        dataset = DatasetBase(train_x=data.train, train_u=source.train_u, val=val_items,
+        dataset = DatasetBase(train_x=data.train, train_u=source.train_u, val=data.val,
                               test=data.evaluations[protocol.main])  # fmt: skip
         model_classes = DatasetBase(train_x=data.model_items)
 

@@ -148,6 +148,8 @@ class Protocol:
     train_classes: str  # the classes whose train images it trains on
     evaluations: tuple[Evaluation, ...] = field(default_factory=tuple)
     main: str = "test"  # the evaluation results.json's "final" is (the deployed model's headline test)
+    # the images and classes a selection evaluates (Dassl's ``val``), also when the rule (last_step) runs none
+    selection_split: Evaluation | None = None
 
     # -------------------------------------------------------------------------------------------- lookups
     def get(self, name: str) -> Evaluation:
@@ -197,6 +199,9 @@ class Protocol:
             return partition.subsample(data, partition_for or classes)
 
         evaluation_items = {e.name: items(splits[e.images], e.classes) for e in self.evaluations}
+        val_items = []
+        if self.selection_split is not None:
+            val_items = items(splits[self.selection_split.images], self.selection_split.classes)
         selection = self.selection
         if selection is not None and not evaluation_items[selection.name]:
             raise ConfigError(
@@ -208,6 +213,7 @@ class Protocol:
             train=items(train, self.train_classes),
             model_items=items(train, self.model_classes),
             evaluations=evaluation_items,
+            val=val_items,
         )
 
     def columns(self, partition: ClassPartition, evaluation: Evaluation) -> slice | None:
@@ -229,6 +235,7 @@ class ProtocolData:
     train: list[Datum]
     model_items: list[Datum]  # the items whose labels define the model's classes (train images of model classes)
     evaluations: dict[str, list[Datum]]
+    val: list[Datum]  # the selection split's items (Dassl's ``val``)
 
 
 # ------------------------------------------------------------------------------------------------ building
@@ -286,8 +293,9 @@ def build_protocol(cfg, trainer_kind: str | None = None) -> Protocol:
         # train on every class (labels are never used); base and novel are scored on their own class slices
         model_classes = train_classes = "all"
         parity = select and val_source == "test"
+        selection_split = Evaluation("val", val_source, "base", "selection", "epoch")
         if select:
-            evaluations.append(Evaluation("val", val_source, "base", "selection", "epoch"))
+            evaluations.append(selection_split)
         evaluations.append(Evaluation("test_base", "test", "base", "base", "final", "val" if parity else None))
         evaluations.append(Evaluation("test", "test", "new", "novel", "final"))
         if select:
@@ -295,8 +303,9 @@ def build_protocol(cfg, trainer_kind: str | None = None) -> Protocol:
         subsample = "all"
     else:
         model_classes = train_classes = subsample
+        selection_split = Evaluation("val", val_source, subsample, "selection", "epoch")
         if select:
-            evaluations.append(Evaluation("val", val_source, subsample, "selection", "epoch"))
+            evaluations.append(selection_split)
         evaluations.append(Evaluation("test", main_images, subsample, ROLE_OF_CLASSES[subsample], "final"))
         if select and kind == "transductive":  # the cross-dataset student also reports its last epoch
             evaluations.append(
@@ -305,7 +314,28 @@ def build_protocol(cfg, trainer_kind: str | None = None) -> Protocol:
     return Protocol(
         kind=kind, modal=modal, subsample=subsample, val_source=val_source, selection_rule=rule,
         model_classes=model_classes, train_classes=train_classes, evaluations=tuple(evaluations),
+        selection_split=selection_split,
     )  # fmt: skip
+
+
+def dataset_view(cfg, protocol: Protocol | None = None):
+    """The dataset a run of ``cfg`` sees (Dassl's ``DatasetBase``): ``train_x`` = its training items, ``val`` = the
+    selection split, ``test`` = the main test's items, ``classnames`` = the model's classes; ``evaluations`` holds
+    the items of every named evaluation (e.g. ``test_base``)."""
+    from dassl.data.datasets import DatasetBase, build_dataset
+
+    protocol = protocol if protocol is not None else build_protocol(cfg)
+    source = build_dataset(cfg)
+    if not getattr(source, "class_subsampling", True) and cfg.DATASET.get("SUBSAMPLE_CLASSES", "all") != "all":
+        print(f"Note: {type(source).__name__} is a test set: DATASET.SUBSAMPLE_CLASSES is ignored (as upstream)")
+    data = protocol.apply(source)
+    view = DatasetBase(train_x=data.train, val=data.val, test=data.evaluations[protocol.main])
+    model = DatasetBase(train_x=data.model_items)
+    view._num_classes, view._lab2cname, view._classnames = model.num_classes, model.lab2cname, model.classnames
+    view.evaluations = data.evaluations
+    view.protocol = protocol
+    view.source = source
+    return view
 
 
 def parity_note(protocol: Protocol) -> str | None:
@@ -324,6 +354,7 @@ __all__ = [
     "ProtocolData",
     "base_class_count",
     "build_protocol",
+    "dataset_view",
     "harmonic_mean",
     "parity_note",
     "resolve_protocol_kind",

@@ -147,6 +147,14 @@ def upgrade_v1(data: dict) -> dict:
         return data
     upgraded = dict(data)
     upgraded["schema_version"] = SCHEMA_VERSION
+    entries = []
+    for entry in data["evaluations"] if isinstance(data["evaluations"], list) else []:
+        if isinstance(entry, dict):
+            final = entry.get("final", entry == data.get("final"))
+            stage = "after_train" if final else ("epoch" if entry.get("split") == "val" else "eval")
+            entry = {"final": bool(final), "stage": stage, **entry}
+        entries.append(entry)
+    upgraded["evaluations"] = entries
     upgraded.setdefault("finished", "final" in data)
     subsample = str(data.get("subsample_classes", "all"))
     upgraded.setdefault("subsample_classes", subsample)
@@ -159,7 +167,7 @@ def upgrade_v1(data: dict) -> dict:
     upgraded.setdefault("protocol", {"kind": kind, "modal": modal, "upgraded_from": 1})
     upgraded.setdefault("experiment", {"name": str(data.get("trainer", "")), "config_id": ""})
     final = data.get("final")
-    if isinstance(final, dict) and not modal:
+    if isinstance(final, dict) and modal != "base2novel":
         role = {"base": "base", "new": "novel"}.get(subsample, "accuracy")
         upgraded.setdefault(role, _brief(final))
     for role in ("base", "novel", "accuracy", "base_last", "novel_last"):

@@ -14,9 +14,7 @@ import pytest
 
 import datasets  # noqa: F401  (registers the datasets)
 from dassl.config import get_cfg_default
-from dassl.data.datasets import DatasetBase
-from dassl.data.datasets import build_dataset as build_full_dataset
-from dassl.evaluation.protocol import build_protocol
+from dassl.evaluation.protocol import dataset_view
 from dassl.utils import set_random_seed
 from datasets.demo import DEMO_CLASSES, make_demo_dataset
 from trainers.config import extend_cfg
@@ -46,11 +44,8 @@ def cfg_for(root: Path, **overrides):
 
 def build_dataset(cfg):
     """The dataset as the run's protocol presents it: training items, the model's classes, every evaluation."""
-    protocol = build_protocol(cfg)
-    data = protocol.apply(build_full_dataset(cfg))
-    view = DatasetBase(train_x=data.train, val=data.evaluations.get("val", []), test=data.evaluations["test"])
-    view.test_base = data.evaluations.get("test_base", [])
-    view.protocol = protocol
+    view = dataset_view(cfg)
+    view.test_base = view.evaluations.get("test_base", [])
     return view
 
 
