@@ -1,7 +1,7 @@
 """Logic shared by every dataset class: split files and few-shot sampling with its cache. A dataset file only says
 where its files are and how to read them; it returns the **full** train / val / test splits of all its classes.
 
-Split files use the CoOp format ``{"train": [[relpath, label, classname], ...], "val": [...], "test": [...]}``
+Split files use the benchmark split format ``{"train": [[relpath, label, classname], ...], "val": [...], "test": [...]}``
 with paths relative to the image directory. Few-shot picks are cached per (shots, seed) as JSON in the same
 format, so a run is reproducible and the cache is safe to read.
 
@@ -53,7 +53,7 @@ def prepare_command(dataset: str, action: str = "--check", root: str | None = No
 
 
 def split_problems(split: Any, required: tuple[str, ...] = ("train", "test")) -> list[str]:
-    """What keeps a parsed CoOp split from being read: its shape (the ``required`` lists), malformed entries, a
+    """What keeps a parsed benchmark split from being read: its shape (the ``required`` lists), malformed entries, a
     label with two class names, labels outside ``0..n-1`` for the ``n`` classes it names (the model has ``n``
     outputs, so a larger label fails deep in the loss). Empty when usable. ``tools/prepare_data.py`` applies the
     same rules."""
@@ -105,7 +105,7 @@ def split_problems(split: Any, required: tuple[str, ...] = ("train", "test")) ->
 def read_split(
     filepath: str, path_prefix: str, dataset: str = "<dataset>", fix: str | None = None
 ) -> tuple[list[Datum], list[Datum], list[Datum]]:
-    """Read a CoOp split json; image paths are joined to ``path_prefix``.
+    """Read a benchmark split json; image paths are joined to ``path_prefix``.
 
     A missing, unparsable or inconsistent file is a ``DatasetError`` that names it, says what is wrong (json
     position, entries, labels) and gives ``fix`` (default: the ``prepare_data.py`` commands for ``dataset``).
@@ -115,7 +115,7 @@ def read_split(
     )
     if not osp.isfile(filepath):
         raise DatasetNotFoundError(
-            f"Split file not found: {filepath}. Every benchmark needs the CoOp split json in its dataset folder. "
+            f"Split file not found: {filepath}. Every benchmark needs the benchmark split json in its dataset folder. "
             f"Fix: {fix}. For a folder-per-class dataset, python tools/prepare_data.py --make-split {dataset} --seed 1 "
             "writes a seeded random split instead, as the original code draws one (numbers on it are not comparable "
             "with published ones)."
@@ -152,7 +152,7 @@ def datums_to_items(data: list[Datum], path_prefix: str) -> list[list]:
 
 
 def save_split(train: list[Datum], val: list[Datum], test: list[Datum], filepath: str, path_prefix: str) -> None:
-    """Write a CoOp split json with paths relative to ``path_prefix``."""
+    """Write a benchmark split json with paths relative to ``path_prefix``."""
     split = {name: datums_to_items(data, path_prefix) for name, data in (("train", train), ("val", val), ("test", test))}
     write_json(split, filepath)
     print(f"Saved split to {filepath}")
@@ -327,7 +327,7 @@ def _write_fewshot_cache(
 
 
 class BenchmarkDataset(DatasetBase):
-    """A dataset in the CoOp layout: ``<DATASET.ROOT>/<dataset_dir>/<image_dir_name>/...`` + a split json.
+    """A dataset in the benchmark layout: ``<DATASET.ROOT>/<dataset_dir>/<image_dir_name>/...`` + a split json.
 
     Subclasses set the class attributes (and override ``read_data`` when they have no split json); the
     few-shot cache is applied here, the same way for every dataset.
@@ -335,7 +335,7 @@ class BenchmarkDataset(DatasetBase):
 
     dataset_dir = ""  # folder under DATASET.ROOT
     image_dir_name = ""  # folder holding the images, under dataset_dir
-    split_file = ""  # CoOp split json under dataset_dir
+    split_file = ""  # benchmark split json under dataset_dir
     paths_relative_to_dataset_dir = False  # StanfordCars' split paths start at dataset_dir
     has_val = True  # ImageNet has no val split (its few-shot cache holds train only)
     # How upstream draws a split when the json is missing (generate_split keywords); None: it cannot

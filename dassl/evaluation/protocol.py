@@ -35,9 +35,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 from dassl.config import ConfigError
-from dassl.data.datasets import Datum
+
+if TYPE_CHECKING:  # dassl.data builds its loaders from a protocol: import Datum lazily
+    from dassl.data.datasets import Datum
 
 KINDS = ("standard", "transductive")
 PROTOCOL_CHOICES = ("auto", *KINDS)
@@ -89,6 +92,8 @@ class ClassPartition:
 
     def subsample(self, data: Sequence[Datum], classes: str) -> list[Datum]:
         """The items of ``classes``, relabelled from 0 in label order (``all``: unchanged)."""
+        from dassl.data.datasets import Datum
+
         if classes == "all":
             return list(data)
         relabel = {label: new for new, label in enumerate(self.select(classes))}
