@@ -27,7 +27,6 @@ scripts under ``scripts/`` run the papers' protocols.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from tabulate import tabulate  # noqa: E402
 
 import train  # noqa: E402
 from dassl.evaluation.protocol import harmonic_mean  # noqa: E402
+from dassl.evaluation.results import read_results  # noqa: E402
 from promptkd.datasets.demo import make_demo_dataset  # noqa: E402
 from promptkd.datasets.miniworld import MiniWorldConfig, make_miniworld_dataset  # noqa: E402
 from tools import pretrain_clip  # noqa: E402
@@ -176,8 +176,7 @@ class Demo:
     def run(self, trainer: str, config: str, out: str, *opts: str, flags: tuple[str, ...] = ()) -> dict:
         """``train.py`` in-process (a finished run is left as it is); returns the run's results.json."""
         train.run(train.build_parser().parse_args(self.argv(trainer, config, out, *opts, flags=flags)))
-        with open(self.out / "runs" / out / "results.json", encoding="utf-8") as f:
-            return json.load(f)
+        return read_results(self.out / "runs" / out / "results.json")
 
     def zero_shot(self, teacher: bool = False) -> tuple[float, float]:
         """Zero-shot CLIP with the student-size backbone (or the teacher-size one) on base and novel."""
@@ -189,8 +188,8 @@ class Demo:
         name = "ZeroshotCLIP_teacher" if teacher else "ZeroshotCLIP"
         acc = [
             self.run("ZeroshotCLIP", "CoOp/vit_b16.yaml", f"{name}/test_{sub}", *opts,
-                     "DATASET.SUBSAMPLE_CLASSES", sub, flags=("--eval-only",))["final"]["accuracy"]
-            for sub in ("base", "new")
+                     "DATASET.SUBSAMPLE_CLASSES", sub, flags=("--eval-only",))[role]["accuracy"]
+            for sub, role in (("base", "base"), ("new", "novel"))
         ]  # fmt: skip
         return acc[0], acc[1]
 
@@ -203,7 +202,7 @@ class Demo:
             trainer, config, f"{name}/test_new", *opts, *shots, "DATASET.SUBSAMPLE_CLASSES", "new",
             flags=("--eval-only", "--model-dir", str(self.out / "runs" / train_dir), "--load-epoch", str(self.epochs)),
         )  # fmt: skip
-        return base["final"]["accuracy"], novel["final"]["accuracy"]
+        return base["base"]["accuracy"], novel["novel"]["accuracy"]
 
     def coop(self) -> tuple[float, float]:
         opts = [*student_opts(self.assets, self.epochs, self.device), "TRAINER.COOP.CTX_INIT", "a photo of a",

@@ -32,6 +32,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: the repository root is not on sys.path yet
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dassl.evaluation.results import read_results  # noqa: E402
 from tools.parse_results import collect, find_run_dirs, parse_log, read_logs, to_dict  # noqa: E402
 
 MISSING_MATPLOTLIB = 'matplotlib is not installed: pip install matplotlib (or pip install -e ".[plots]")'
@@ -255,13 +256,12 @@ def val_from_results_json(run_dir: Path) -> list[tuple[int, float]] | None:
     if not path.is_file():
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
+        data = read_results(path)
+    except ValueError:  # unreadable (parse_results says so): the log's curve is used
         return None
-    final = data.get("final")
     by_epoch: dict[int, float] = {}
-    for entry in data.get("evaluations", []):
-        if entry.get("split") != "val" or entry == final:
+    for entry in data["evaluations"]:
+        if entry.get("split") != "val" or entry.get("stage") != "epoch" or entry.get("final"):
             continue
         epoch, accuracy = entry.get("epoch"), entry.get("accuracy")
         if isinstance(epoch, int) and isinstance(accuracy, (int, float)):
