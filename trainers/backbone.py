@@ -34,6 +34,7 @@ __all__ = [
     "build_clip_from_state_dict",
     "canonical_clip_name",
     "checkpoint_filename",
+    "clip_file_sha256",
     "clip_cache_dir",
     "clip_model_info",
     "describe_clip",
@@ -168,6 +169,22 @@ def _verify(path: Path, sha256: str, hash_if_needed: bool = True) -> tuple[bool,
         return True, actual
     _marker_path(path).unlink(missing_ok=True)
     return False, actual
+
+
+def clip_file_sha256(path: str | Path) -> str:
+    """The SHA256 of a CLIP file, from its ``.sha256-ok`` sidecar when that is current (hashed once otherwise).
+
+    Saved students record the hash of the backbone they were built on, so a 900 MB file must not be re-hashed on
+    every run; the sidecar is refreshed (best effort) after hashing.
+    """
+    path = Path(path)
+    with contextlib.suppress(OSError, ValueError):
+        record = json.loads(_marker_path(path).read_text())
+        if isinstance(record, dict) and {k: record.get(k) for k in ("size", "mtime_ns")} == _file_signature(path):
+            return str(record["sha256"])
+    actual = sha256_of_file(path)
+    write_verified_marker(path, actual)
+    return actual
 
 
 def verify_checkpoint_file(path: str | Path, sha256: str, *, hash_if_needed: bool = True) -> bool:

@@ -97,6 +97,9 @@ def extend_cfg(cfg: CN) -> CN:
     cfg.TRAINER.PROMPTKD.TEACHER_CKPT = ""
     # Where the teacher's class vectors are cached (empty = $PROMPTKD_CACHE_DIR or ~/.cache/promptkd)
     cfg.TRAINER.PROMPTKD.CLASS_VECTOR_CACHE = ""
+    # Ours: a saved PromptKD student (run folder or checkpoint) whose own class vectors are used when its class names
+    # are this dataset's, so no teacher file or cache is needed; train.py sets it to --model-dir with --eval-only
+    cfg.TRAINER.PROMPTKD.CLASS_VECTORS_FROM = ""
 
     # ProGrad (the KgCoOp repository's Dassl.ProGrad fork): its loss keys, with upstream's names and types
     cfg.LOSS = CN()
