@@ -47,6 +47,7 @@ __all__ = [
     "read_clip_state_dict",
     "resolve_clip_checkpoint",
     "verify_checkpoint_file",
+    "vision_tower_config",
     "write_verified_marker",
 ]
 
@@ -469,6 +470,20 @@ def build_clip_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> CLIP:
             f"checkpoint does not match the CLIP architecture its shapes imply: {err}"
         ) from err
     return model.float().eval()
+
+
+def vision_tower_config(model: torch.nn.Module) -> dict[str, Any]:
+    """The image tower's open_clip config (``CLIPVisionCfg`` fields + ``embed_dim``, ``quick_gelu``), so that
+    ``trainers.student_model.build_visual`` rebuilds it without the checkpoint it came from (exports)."""
+    recorded = getattr(model, "vision_config", None)
+    if recorded is not None:
+        return dict(recorded)
+    info = clip_model_info(model.state_dict())
+    if info["arch"] != "vit":
+        raise ClipCheckpointError("only vision-transformer image towers can be exported (this one is a ResNet)")
+    return {"embed_dim": info["embed_dim"], "quick_gelu": True, "layers": info["vision_layers"],
+            "width": info["vision_width"], "head_width": 64, "patch_size": info["vision_patch"],
+            "image_size": info["image_resolution"]}  # fmt: skip
 
 
 # open_clip's config name for each OpenAI name: the reference shapes come from open_clip's architecture configs.

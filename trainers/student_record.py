@@ -17,6 +17,16 @@ from typing import Any
 from dassl.utils import load_checkpoint
 from dassl.utils.errors import UserError
 
+from .backbone import (
+    ClipCheckpointError,
+    build_clip_from_state_dict,
+    clip_file_sha256,
+    read_clip_state_dict,
+    resolve_clip_checkpoint,
+    vision_tower_config,
+)
+from .student_model import StudentClassifier
+
 RECORD_KEY = "student"
 RECORD_FORMAT = 1
 MODEL_FOLDER = "VLPromptLearner"  # PromptKD's registered model name = its checkpoint folder
@@ -101,4 +111,55 @@ __all__ = [
     "find_checkpoint",
     "read_student_record",
     "class_vectors_for",
+    "student_backbone_file",
+    "student_from_checkpoint",
 ]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the saved student as a stand-alone classifier (trainers/student_model.py)
+
+
+def student_backbone_file(record: dict[str, Any]) -> Path:
+    """The CLIP file the student was built on: the recorded path, else its name in the CLIP cache dir; its SHA256
+    must be the recorded one (another file would silently give other predictions)."""
+    backbone = record["backbone"]
+    file = Path(backbone["file"]).expanduser()
+    if not file.is_file():
+        try:
+            file = resolve_clip_checkpoint(backbone["name"])
+        except (ClipCheckpointError, ValueError) as err:
+            raise StudentCheckpointError(
+                f"The student {record['checkpoint']} was built on the CLIP file {backbone['file']} ({backbone['name']}, "
+                f"SHA256 {backbone['sha256']}), which is not there, and none was found by name: {err}"
+            ) from err
+    actual = clip_file_sha256(file)
+    if actual != backbone["sha256"]:
+        raise StudentCheckpointError(
+            f"{file} is not the CLIP file the student {record['checkpoint']} was built on: SHA256 {actual}, recorded "
+            f"{backbone['sha256']}. Put that file back at {backbone['file']} (or into the CLIP cache dir)."
+        )
+    return file
+
+
+def student_from_checkpoint(path: str | os.PathLike, epoch: int | None = None) -> StudentClassifier:
+    """The saved student (run folder or checkpoint file) as a ``StudentClassifier`` (fp32, eval, CPU)."""
+    record, checkpoint = read_student_record(path, epoch)
+    clip_model = build_clip_from_state_dict(read_clip_state_dict(student_backbone_file(record)))
+    design = record["design"]
+    model = StudentClassifier(
+        clip_model.visual, design["n_ctx"], design["depth"], design["project_layers"], record["class_vectors"],
+        record["logit_scale"], record["classnames"], record["preprocess"],
+    )  # fmt: skip
+    state = {_student_key(k): v for k, v in checkpoint["state_dict"].items()}
+    missing = sorted(k for k in model.state_dict() if k.startswith(("prompts.", "projector.")) and k not in state)
+    if missing:
+        raise StudentCheckpointError(f"{record['checkpoint']} lacks the student tensors {missing}")
+    model.load_state_dict(state, strict=False)
+    model.vision_config = vision_tower_config(clip_model)
+    return model
+
+
+def _student_key(key: str) -> str:
+    """Trainer names (``vision_prompts.prompts.layer0``) -> stand-alone names (``prompts.layer0``)."""
+    return key.removeprefix("vision_prompts.")

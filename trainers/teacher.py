@@ -236,3 +236,21 @@ def cached_class_vectors(teacher: FrozenTeacher | None, cache_dir: str | os.Path
     atomic_torch_save({"class_vectors": vectors.cpu()}, str(path))
     print(f"Saved the teacher's class vectors to {path}")
     return vectors
+
+
+def encode_classnames(teacher: dict, classnames: list[str], device: str = "cpu") -> torch.Tensor:
+    """Class vectors of new ``classnames`` from a student's recorded teacher (``checkpoint``, ``name``,
+    ``backbone_path``, ``ctx_init``): what re-targeting a student needs, and the only time it needs the teacher."""
+    from .backbone import ClipCheckpointError, load_clip
+
+    try:
+        state = read_teacher_state(teacher["checkpoint"])
+        clip_model = load_clip(teacher["name"], teacher.get("backbone_path", ""), device,
+                               path_key="--teacher-backbone")  # fmt: skip
+    except (TeacherCheckpointError, ClipCheckpointError) as err:
+        raise TeacherCheckpointError(
+            f"Encoding new class names needs the student's teacher (its text side), which is not available: {err}\n"
+            "The student records where its teacher was; if it moved, pass --teacher-ckpt FILE (the PromptSRC "
+            "checkpoint) and --teacher-backbone FILE (its CLIP weights)."
+        ) from err
+    return build_teacher(clip_model, classnames, state, teacher.get("ctx_init", "a photo of a")).to(device).class_vectors()
