@@ -32,15 +32,19 @@ from .base import PromptTrainer
 from .prompting import DeepPrompts, VisionPromptHooks, freeze_all_but
 from .student_record import RECORD_FORMAT, RECORD_KEY, class_vectors_for
 from .teacher import (
+    TEACHER_KINDS,
     FrozenTeacher,
+    PlainTeacher,
     TeacherCheckpointError,
     build_teacher,
     cached_class_vectors,
     class_vector_cache_key,
+    plain_cache_key,
     read_teacher_state,
     resolve_teacher_checkpoint,
     teacher_classnames,
     teacher_record,
+    teacher_templates,
 )
 
 
@@ -150,6 +154,8 @@ class PromptKD(PromptTrainer):
     def teacher_class_vectors(self, classnames: list[str]) -> torch.Tensor:
         """The teacher's class vectors of ``classnames``: from the cache, else computed (and cached) by the teacher."""
         kd = self.cfg.TRAINER.PROMPTKD
+        if kd.TEACHER_KIND == "plain":
+            return self.plain_teacher_class_vectors(classnames)
         self.teacher_ckpt = resolve_teacher_checkpoint(kd.TEACHER_CKPT or default_teacher_checkpoint(self.cfg))
         self.teacher_record = teacher_record(self.teacher_ckpt)
         if self.teacher_record:
@@ -177,6 +183,26 @@ class PromptKD(PromptTrainer):
                 cached = cached_class_vectors(self.teacher, cache_dir, key)
         return cached
 
+    def plain_teacher_class_vectors(self, classnames: list[str]) -> torch.Tensor:
+        """TEACHER_KIND plain: an unprompted CLIP's template-ensemble class vectors (cached like the prompted ones)."""
+        kd = self.cfg.TRAINER.PROMPTKD
+        self.teacher_ckpt, self.teacher_record = "", None
+        templates = teacher_templates(kd.TEACHER_TEMPLATES, self.cfg.DATASET.NAME)
+        print(f"Teacher: plain CLIP {kd.TEACHER_NAME} without prompts, class vectors from {len(templates)} templates "
+              f"({kd.TEACHER_TEMPLATES})")  # fmt: skip
+        teacher_clip = resolve_clip_checkpoint(
+            kd.TEACHER_NAME, kd.TEACHER_BACKBONE_PATH, path_key="TRAINER.PROMPTKD.TEACHER_BACKBONE_PATH"
+        )
+        key = plain_cache_key(teacher_clip, classnames, templates, precision=kd.PREC, device=self.device.type)
+        self.class_vector_key = key
+        cache_dir = kd.CLASS_VECTOR_CACHE or os.environ.get("PROMPTKD_CACHE_DIR", "~/.cache/promptkd")
+        cached = cached_class_vectors(None, cache_dir, key)
+        if cached is None:
+            with preserved_rng_state():
+                self.teacher = self.build_teacher()
+                cached = cached_class_vectors(self.teacher, cache_dir, key)
+        return cached
+
     def student_record(self) -> dict:
         """What the checkpoint carries so the student works alone (``trainers/student_record.py``)."""
         cfg, kd = self.cfg, self.cfg.TRAINER.PROMPTKD
@@ -196,7 +222,9 @@ class PromptKD(PromptTrainer):
                            "std": list(cfg.INPUT.PIXEL_STD), "interpolation": cfg.INPUT.INTERPOLATION,
                            "normalize": "normalize" in cfg.INPUT.TRANSFORMS},  # fmt: skip
             "dataset": cfg.DATASET.NAME, "modal": cfg.TRAINER.MODAL, "n_base": self.n_base,
-            "teacher": {"kind": "promptsrc", "checkpoint": self.teacher_ckpt, "record": self.teacher_record,
+            "teacher": {"kind": kd.TEACHER_KIND, "checkpoint": self.teacher_ckpt, "record": self.teacher_record,
+                        "templates": teacher_templates(kd.TEACHER_TEMPLATES, cfg.DATASET.NAME)
+                        if kd.TEACHER_KIND == "plain" else None,
                         "name": kd.TEACHER_NAME, "backbone_path": kd.TEACHER_BACKBONE_PATH, "ctx_init": kd.CTX_INIT,
                         "class_vector_key": getattr(self, "class_vector_key", None)},  # fmt: skip
         }
@@ -222,8 +250,23 @@ class PromptKD(PromptTrainer):
             "TRAINER.MODAL cross for a cross-dataset teacher."
         )
 
-    def build_teacher(self) -> FrozenTeacher:
+    def check_cfg(self, cfg) -> None:
+        super().check_cfg(cfg)
+        if cfg.TRAINER.PROMPTKD.TEACHER_KIND not in TEACHER_KINDS:
+            raise TeacherCheckpointError(
+                f"TRAINER.PROMPTKD.TEACHER_KIND must be one of {TEACHER_KINDS}, got {cfg.TRAINER.PROMPTKD.TEACHER_KIND!r}"
+            )
+
+    def build_teacher(self) -> FrozenTeacher | PlainTeacher:
         kd = self.cfg.TRAINER.PROMPTKD
+        if kd.TEACHER_KIND == "plain":
+            clip_model = self.load_backbone(kd.TEACHER_NAME, kd.TEACHER_BACKBONE_PATH,
+                                            "TRAINER.PROMPTKD.TEACHER_BACKBONE_PATH")  # fmt: skip
+            templates = teacher_templates(kd.TEACHER_TEMPLATES, self.cfg.DATASET.NAME)
+            teacher = PlainTeacher(clip_model, self.dm.dataset.classnames, templates).to(self.device)
+            if hasattr(self, "precision"):
+                self.precision.cast_frozen(teacher)
+            return teacher
         state = read_teacher_state(self.teacher_ckpt)
         clip_model = self.load_backbone(kd.TEACHER_NAME, kd.TEACHER_BACKBONE_PATH, "TRAINER.PROMPTKD.TEACHER_BACKBONE_PATH")
         teacher = build_teacher(clip_model, self.dm.dataset.classnames, state, kd.CTX_INIT).to(self.device)

@@ -19,9 +19,8 @@ from dassl.utils.errors import UserError
 
 from .backbone import (
     ClipCheckpointError,
-    build_clip_from_state_dict,
+    build_clip_from_file,
     clip_file_sha256,
-    read_clip_state_dict,
     resolve_clip_checkpoint,
     vision_tower_config,
 )
@@ -145,7 +144,7 @@ def student_backbone_file(record: dict[str, Any]) -> Path:
 def student_from_checkpoint(path: str | os.PathLike, epoch: int | None = None) -> StudentClassifier:
     """The saved student (run folder or checkpoint file) as a ``StudentClassifier`` (fp32, eval, CPU)."""
     record, checkpoint = read_student_record(path, epoch)
-    clip_model = build_clip_from_state_dict(read_clip_state_dict(student_backbone_file(record)))
+    clip_model = build_clip_from_file(student_backbone_file(record))
     design = record["design"]
     model = StudentClassifier(
         clip_model.visual, design["n_ctx"], design["depth"], design["project_layers"], record["class_vectors"],
