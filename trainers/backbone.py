@@ -176,19 +176,18 @@ def _verify(path: Path, sha256: str, hash_if_needed: bool = True) -> tuple[bool,
 
 
 def clip_file_sha256(path: str | Path) -> str:
-    """The SHA256 of a CLIP file, from its ``.sha256-ok`` sidecar when that is current (hashed once otherwise).
+    """The SHA256 of a CLIP file, from its ``.sha256-ok`` sidecar when that is current, else hashed.
 
-    Saved students record the hash of the backbone they were built on, so a 900 MB file must not be re-hashed on
-    every run; the sidecar is refreshed (best effort) after hashing.
+    Saved students record the hash of the backbone they were built on; files in the CLIP cache dir have a sidecar
+    from their verification, so they are not hashed again. No sidecar is written next to other files (a user's
+    folder is left as it is).
     """
     path = Path(path)
-    with contextlib.suppress(OSError, ValueError):
+    with contextlib.suppress(OSError, ValueError, KeyError):
         record = json.loads(_marker_path(path).read_text())
         if isinstance(record, dict) and {k: record.get(k) for k in ("size", "mtime_ns")} == _file_signature(path):
             return str(record["sha256"])
-    actual = sha256_of_file(path)
-    write_verified_marker(path, actual)
-    return actual
+    return sha256_of_file(path)
 
 
 def verify_checkpoint_file(path: str | Path, sha256: str, *, hash_if_needed: bool = True) -> bool:
