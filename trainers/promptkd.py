@@ -30,6 +30,7 @@ from dassl.utils.torchtools import preserved_rng_state
 from .backbone import clip_file_sha256, resolve_clip_checkpoint
 from .base import PromptTrainer
 from .prompting import DeepPrompts, VisionPromptHooks, freeze_all_but
+from .student_model import build_projector  # one definition: the exported student uses it too
 from .student_record import RECORD_FORMAT, RECORD_KEY, class_vectors_for
 from .teacher import (
     TEACHER_KINDS,
@@ -46,19 +47,6 @@ from .teacher import (
     teacher_record,
     teacher_templates,
 )
-
-
-def build_projector(in_dim: int, out_dim: int, layers: int) -> nn.Sequential:
-    """The student's projector: 1 = Linear; 2 = Linear-BN-ReLU-Linear (upstream); 3 = two BN-ReLU blocks + Linear."""
-    if layers not in (1, 2, 3):
-        raise ValueError(f"TRAINER.PROMPTKD.PROJECT_LAYER must be 1, 2 or 3, got {layers}")
-    modules: list[nn.Module] = []
-    dim = in_dim
-    for _ in range(layers - 1):
-        modules += [nn.Linear(dim, out_dim), nn.BatchNorm1d(out_dim), nn.ReLU(inplace=True)]
-        dim = out_dim
-    modules.append(nn.Linear(dim, out_dim))
-    return nn.Sequential(*modules)
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float, weight: float) -> dict:

@@ -34,9 +34,10 @@ FORMAT_VERSION = 1
 
 
 def build_projector(in_dim: int, out_dim: int, layers: int) -> nn.Sequential:
-    """1 = Linear; 2 = Linear-BN-ReLU-Linear; 3 = two Linear-BN-ReLU blocks + Linear (the trainer's layout)."""
+    """The student's projector (``TRAINER.PROMPTKD.PROJECT_LAYER``): 1 = Linear; 2 = Linear-BN-ReLU-Linear
+    (upstream's); 3 = two Linear-BN-ReLU blocks + Linear."""
     if layers not in (1, 2, 3):
-        raise ValueError(f"projector layers must be 1, 2 or 3, got {layers}")
+        raise ValueError(f"TRAINER.PROMPTKD.PROJECT_LAYER must be 1, 2 or 3, got {layers}")
     modules: list[nn.Module] = []
     dim = in_dim
     for _ in range(layers - 1):
