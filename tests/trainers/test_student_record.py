@@ -44,6 +44,12 @@ def test_eval_only_without_teacher_or_cache_gives_the_training_numbers(trained_s
     shutil.move(demo.assets.cache, moved_cache)
     try:
         demo.promptkd(out="eval_without_teacher", flags=("--eval-only", "--model-dir", str(saved)))
+        from tools import predict  # prediction needs neither either
+
+        images = sorted((demo.assets.data / "demo" / "images").rglob("*.png"))[:3]
+        out = tmp_path / "pred.json"
+        assert predict.main([str(saved), *map(str, images), "--format", "json", "--output", str(out)]) == 0
+        assert len(json.loads(out.read_text())) == 3
     finally:
         shutil.move(moved_teacher, teacher_dir)
         shutil.move(moved_cache, demo.assets.cache)
