@@ -159,7 +159,9 @@ def export_student(source: str, out: str | Path, epoch: int | None = None, onnx:
         "onnx": ONNX_NAME if onnx else None,
     }  # fmt: skip
     save_pretrained(model, out, config)
-    shutil.copyfile(Path(__file__).resolve().parents[1] / "trainers" / "student_model.py", out / LOADER_NAME)
+    import trainers.student_model as loader
+
+    shutil.copyfile(loader.__file__, out / LOADER_NAME)  # the loader travels with the weights
     full = json.loads((out / "config.json").read_text())
     if onnx:
         full["onnx_max_abs_error"] = export_onnx(model, out / ONNX_NAME, record["preprocess"]["resolution"])
