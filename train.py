@@ -64,6 +64,8 @@ def reset_cfg(cfg, args: argparse.Namespace) -> None:
         cfg.MODEL.BACKBONE.NAME = args.backbone
     if args.head:
         cfg.MODEL.HEAD.NAME = args.head
+    if getattr(args, "eval_only", False) and args.model_dir and cfg.TRAINER.NAME == "PromptKD":
+        cfg.TRAINER.PROMPTKD.CLASS_VECTORS_FROM = args.model_dir  # a saved student carries its class vectors
 
 
 def setup_cfg(args: argparse.Namespace):

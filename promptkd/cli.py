@@ -6,7 +6,8 @@ import importlib
 import sys
 from collections.abc import Callable
 
-__all__ = ["train", "demo", "parse_results", "plot_results", "prepare_data", "download_clip", "import_checkpoint"]
+__all__ = ["train", "demo", "parse_results", "plot_results", "prepare_data", "download_clip", "import_checkpoint",
+           "predict", "export_student", "export_checkpoint"]
 
 
 def _runner(module: str) -> Callable[[], None]:
@@ -25,3 +26,6 @@ plot_results = _runner("tools.plot_results")
 prepare_data = _runner("tools.prepare_data")
 download_clip = _runner("tools.download_clip")
 import_checkpoint = _runner("tools.import_checkpoint")
+predict = _runner("tools.predict")
+export_student = _runner("tools.export_student")
+export_checkpoint = _runner("tools.export_checkpoint")

@@ -162,3 +162,18 @@ def sgd_losses(trainer, images, labels, params, steps: int = 6, lr: float = 0.00
         optimizer.step()
         losses.append(loss.item())
     return losses
+
+
+@pytest.fixture(scope="session")
+def trained_student(tmp_path_factory):
+    """A tiny PromptSRC teacher and the PromptKD student distilled from it (1 epoch each, random 112 px CLIPs), shared
+    by the tests of the saved student (eval-only, predict, export): ``tools.demo.Demo`` with the run done.
+
+    Returns ``(demo, run_dir)``; tests must not modify the run folder (copy it first).
+    """
+    from tools.demo import Demo
+
+    demo = Demo(tmp_path_factory.mktemp("student"), "cpu", epochs=1, backbones="random")
+    demo.teacher()
+    demo.promptkd()
+    return demo, demo.out / "runs" / "PromptKD" / f"seed_{demo.seed}"

@@ -52,6 +52,8 @@ def test_readme_marks_the_commands_a_user_types():
     assert any(c.startswith("bash scripts/promptkd/base2new_train.sh") for c in commands)
     assert any(c.startswith("python tools/parse_results.py") for c in commands)
     assert any(c.startswith("python tools/plot_results.py") for c in commands)
+    assert any(c.startswith("python tools/predict.py") for c in commands)
+    assert any(c.startswith("python tools/export_student.py") for c in commands)
     # the quick start's commands are exercised elsewhere (tests/tools/test_demo.py, CI), so they are not repeated
     quick_start = README.read_text().split("## Quick start", 1)[1].split("##", 1)[0]
     assert "python tools/demo.py" in quick_start and "python -m pytest -q" in quick_start
@@ -122,6 +124,14 @@ def test_readme_commands_run_verbatim(sandbox):
     csv_rows = (sandbox / "results.csv").read_text().splitlines()
     assert csv_rows[0].startswith("experiment,protocol,trainer,dataset,seed") and len(csv_rows) > 5
     assert (sandbox / "results.png").read_bytes()[:4] == b"\x89PNG"
+    # "Use your student": predict, export (safetensors + ONNX + the stand-alone loader), upstream layout
+    predicted = next(v for k, v in outputs.items() if k.startswith("python tools/predict.py") and "--topk 3" in k)
+    assert "top-1" in predicted and "top-3" in predicted and "Faces/image_0001.jpg" in predicted
+    exported = sandbox / "exported" / "caltech101_student"
+    assert json.loads((exported / "config.json").read_text())["classnames"] == ["face", "leopard", "airplane", "anchor"]
+    assert (exported / "model.onnx").is_file() and (exported / "model.safetensors").is_file()
+    assert "4 classes" in next(v for k, v in outputs.items() if k.startswith("python -c"))
+    assert (sandbox / "upstream" / "VLPromptLearner" / "model-best.pth.tar").is_file()
 
 
 @pytest.mark.slow

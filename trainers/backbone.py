@@ -31,9 +31,13 @@ __all__ = [
     "OPENAI_CLIP_URLS",
     "BackboneMismatchWarning",
     "ClipCheckpointError",
+    "build_clip_from_file",
     "build_clip_from_state_dict",
+    "build_open_clip",
+    "open_clip_model_config",
     "canonical_clip_name",
     "checkpoint_filename",
+    "clip_file_sha256",
     "clip_cache_dir",
     "clip_model_info",
     "describe_clip",
@@ -46,6 +50,7 @@ __all__ = [
     "read_clip_state_dict",
     "resolve_clip_checkpoint",
     "verify_checkpoint_file",
+    "vision_tower_config",
     "write_verified_marker",
 ]
 
@@ -170,6 +175,21 @@ def _verify(path: Path, sha256: str, hash_if_needed: bool = True) -> tuple[bool,
     return False, actual
 
 
+def clip_file_sha256(path: str | Path) -> str:
+    """The SHA256 of a CLIP file, from its ``.sha256-ok`` sidecar when that is current, else hashed.
+
+    Saved students record the hash of the backbone they were built on; files in the CLIP cache dir have a sidecar
+    from their verification, so they are not hashed again. No sidecar is written next to other files (a user's
+    folder is left as it is).
+    """
+    path = Path(path)
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        record = json.loads(_marker_path(path).read_text())
+        if isinstance(record, dict) and {k: record.get(k) for k in ("size", "mtime_ns")} == _file_signature(path):
+            return str(record["sha256"])
+    return sha256_of_file(path)
+
+
 def verify_checkpoint_file(path: str | Path, sha256: str, *, hash_if_needed: bool = True) -> bool:
     """True if ``path`` hashes to ``sha256``. A ``<file>.sha256-ok`` sidecar (size + mtime + hash) remembers a
     successful check, so the file is hashed again only if it changed. ``hash_if_needed=False`` only consults the
@@ -199,6 +219,8 @@ def resolve_clip_checkpoint(name: str, path: str = "", *, path_key: str = DEFAUL
     """
     if path:
         explicit = Path(path).expanduser()
+        if explicit.is_dir() and (weights := open_clip_weights_file(explicit)) is not None:
+            return weights
         if explicit.is_file():
             return explicit
         guessed = _name_for_file(explicit) or name
@@ -313,6 +335,8 @@ def read_clip_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise _read_error(path, "no such file")
+    if open_clip_model_config(path) is not None or path.suffix == ".safetensors":
+        return _read_open_clip_weights(path)
     if not _is_torchscript_archive(path):  # TorchScript archives are OpenAI's releases, never our checkpoints
         globals_ = pickled_globals(str(path))
         if any(g.startswith(("torch.optim", "dassl.")) for g in globals_):
@@ -341,6 +365,86 @@ def read_clip_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not_tensors:
         raise _read_error(path, f"expected a dict of tensors; non-tensor entries: {not_tensors[:5]}")
     return {str(key): value.detach() for key, value in loaded.items()}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# open_clip's own layout (the Hugging Face hub's open_clip repositories)
+# --------------------------------------------------------------------------------------------------------------
+
+OPEN_CLIP_CONFIG = "open_clip_config.json"
+OPEN_CLIP_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+
+def open_clip_weights_file(folder: Path) -> Path | None:
+    """The weights file of a folder with ``open_clip_config.json`` (+ ``open_clip_model.safetensors`` or
+    ``open_clip_pytorch_model.bin``), or None."""
+    if not (folder / OPEN_CLIP_CONFIG).is_file():
+        return None
+    return next((folder / name for name in OPEN_CLIP_WEIGHTS if (folder / name).is_file()), None)
+
+
+def open_clip_model_config(weights_file: str | Path) -> dict[str, Any] | None:
+    """open_clip's ``model_cfg`` (embed_dim, vision_cfg, text_cfg, quick_gelu, ...) from the ``open_clip_config.json``
+    next to ``weights_file``, or None for OpenAI files: the architecture is read from there, not assumed (GELU vs
+    QuickGELU and head widths are not visible in the tensors)."""
+    config_file = Path(weights_file).with_name(OPEN_CLIP_CONFIG)
+    if not config_file.is_file():
+        return None
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ClipCheckpointError(f"could not read the open_clip config {config_file}: {err}") from err
+    model_cfg = config.get("model_cfg", config) if isinstance(config, dict) else None
+    if not isinstance(model_cfg, dict) or not {"embed_dim", "vision_cfg", "text_cfg"} <= set(model_cfg):
+        raise ClipCheckpointError(
+            f"{config_file} holds no open_clip model config (expected \"model_cfg\" with embed_dim, vision_cfg, "
+            "text_cfg, as open_clip's hub repositories ship it)"
+        )
+    return model_cfg
+
+
+def _read_open_clip_weights(path: Path) -> dict[str, torch.Tensor]:
+    """An open_clip state dict (safetensors or ``torch.save``; ``module.`` prefixes of DDP training removed)."""
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            loaded: Any = load_file(str(path))
+        else:
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # any failure to parse the file means the same thing to the user
+        raise _read_error(path, f"{type(err).__name__}: {err}") from err
+    if isinstance(loaded, Mapping) and isinstance(loaded.get("state_dict"), Mapping):
+        loaded = loaded["state_dict"]
+    if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        raise _read_error(path, "expected a dict of tensors")
+    return {str(k).removeprefix("module."): v.detach() for k, v in loaded.items()}
+
+
+def build_open_clip(state_dict: Mapping[str, torch.Tensor], model_cfg: Mapping[str, Any], source: str) -> CLIP:
+    """An fp32, eval-mode open_clip ``CLIP`` of ``model_cfg`` with ``state_dict`` loaded strictly.
+
+    Only the plain CLIP layout (own text transformer, ViT or ResNet image tower) is accepted: the prompt machinery
+    works inside those towers. The image tower's config is kept as ``model.vision_config`` (exports rebuild it).
+    """
+    from open_clip.model import CLIP
+
+    text_cfg, vision_cfg = dict(model_cfg["text_cfg"]), dict(model_cfg["vision_cfg"])
+    if model_cfg.get("custom_text") or text_cfg.get("hf_model_name") or vision_cfg.get("timm_model_name"):
+        raise ClipCheckpointError(
+            f"{source}: open_clip models with a Hugging Face text tower or a timm image tower are not supported (the "
+            "prompts go into CLIP's own transformer blocks); use an open_clip CLIP with its own text transformer"
+        )
+    keys = ("embed_dim", "quick_gelu", "init_logit_scale", "init_logit_bias", "nonscalar_logit_scale")
+    model = CLIP(vision_cfg=vision_cfg, text_cfg=text_cfg, cast_dtype=None,
+                 **{k: model_cfg[k] for k in keys if k in model_cfg})  # fmt: skip
+    try:
+        model.load_state_dict(dict(state_dict), strict=True)
+    except RuntimeError as err:
+        raise ClipCheckpointError(f"{source} does not match its open_clip config: {err}") from err
+    model.vision_config = {"embed_dim": model_cfg["embed_dim"], "quick_gelu": bool(model_cfg.get("quick_gelu")),
+                           **vision_cfg}  # fmt: skip
+    return model.float().eval()
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -454,6 +558,27 @@ def build_clip_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> CLIP:
     return model.float().eval()
 
 
+def vision_tower_config(model: torch.nn.Module) -> dict[str, Any]:
+    """The image tower's open_clip config (``CLIPVisionCfg`` fields + ``embed_dim``, ``quick_gelu``), so that
+    ``trainers.student_model.build_visual`` rebuilds it without the checkpoint it came from (exports)."""
+    recorded = getattr(model, "vision_config", None)
+    if recorded is not None:
+        return dict(recorded)
+    info = clip_model_info(model.state_dict())
+    if info["arch"] != "vit":
+        raise ClipCheckpointError("only vision-transformer image towers can be exported (this one is a ResNet)")
+    return {"embed_dim": info["embed_dim"], "quick_gelu": True, "layers": info["vision_layers"],
+            "width": info["vision_width"], "head_width": 64, "patch_size": info["vision_patch"],
+            "image_size": info["image_resolution"]}  # fmt: skip
+
+
+def build_clip_from_file(file: str | Path) -> CLIP:
+    """The CLIP in ``file`` (OpenAI format, or open_clip's with its ``open_clip_config.json``), fp32, eval, CPU."""
+    model_cfg = open_clip_model_config(file)
+    state_dict = read_clip_state_dict(file)
+    return build_open_clip(state_dict, model_cfg, str(file)) if model_cfg else build_clip_from_state_dict(state_dict)
+
+
 # open_clip's config name for each OpenAI name: the reference shapes come from open_clip's architecture configs.
 _OPEN_CLIP_NAMES = {"ViT-L/14@336px": "ViT-L-14-336"}
 
@@ -554,7 +679,11 @@ def load_clip_with_info(
             BackboneMismatchWarning,
             stacklevel=3,
         )
-    model = build_clip_from_state_dict(state_dict)
+    model_cfg = open_clip_model_config(file)
+    if model_cfg is not None:
+        model = build_open_clip(state_dict, model_cfg, str(file))
+    else:
+        model = build_clip_from_state_dict(state_dict)
     print(f"Loaded CLIP backbone {name} from {file}: {format_architecture(found)}")
     info = {**found, "name": name, "file": str(file), "source": path_key if path else "CLIP cache dir"}
     return model.to(device), info

@@ -91,6 +91,34 @@ class PromptTrainer(TrainerX):
         self.optim = build_optimizer(registered, self.cfg.OPTIM)
         self.sched = build_lr_scheduler(self.optim, self.cfg.OPTIM)
         self.register_model(self.MODEL_NAME, registered, self.optim, self.sched)
+        if self.cfg.MODEL.INIT_WEIGHTS:
+            self.load_init_weights(self.cfg.MODEL.INIT_WEIGHTS)
+
+    def load_init_weights(self, path: str) -> None:
+        """``MODEL.INIT_WEIGHTS``: start from a checkpoint's trained tensors, as the original trainers do (they load
+        it into the prompt learner at build time). A file or a run folder; ours or upstream's names; a tensor the
+        model trains that the file lacks is an error (upstream skips it silently)."""
+        import os.path as osp
+
+        from dassl.utils import load_checkpoint
+        from dassl.utils.torchtools import CheckpointNotFoundError
+
+        file = path
+        if osp.isdir(path):
+            from .student_record import find_checkpoint
+
+            file = str(find_checkpoint(path, model_folder=self.MODEL_NAME))
+        if not osp.isfile(file):
+            raise CheckpointNotFoundError(
+                f"MODEL.INIT_WEIGHTS {path}: no such file or run folder. Point it at a checkpoint "
+                f"(e.g. <run>/{self.MODEL_NAME}/model-best.pth.tar) or leave it empty to start from the usual init."
+            )
+        checkpoint = load_checkpoint(file, map_location="cpu")
+        state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
+        if not isinstance(state, dict):
+            raise CheckpointMismatchError(f"MODEL.INIT_WEIGHTS {file} holds no state dict")
+        self.load_model_state_dict(self.MODEL_NAME, state)
+        print(f"Initialised the trainable tensors from MODEL.INIT_WEIGHTS {file}")
 
     # ------------------------------------------------------------------ training step
 

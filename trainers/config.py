@@ -97,6 +97,15 @@ def extend_cfg(cfg: CN) -> CN:
     cfg.TRAINER.PROMPTKD.TEACHER_CKPT = ""
     # Where the teacher's class vectors are cached (empty = $PROMPTKD_CACHE_DIR or ~/.cache/promptkd)
     cfg.TRAINER.PROMPTKD.CLASS_VECTOR_CACHE = ""
+    # Ours: a saved PromptKD student (run folder or checkpoint) whose own class vectors are used when its class names
+    # are this dataset's, so no teacher file or cache is needed; train.py sets it to --model-dir with --eval-only
+    cfg.TRAINER.PROMPTKD.CLASS_VECTORS_FROM = ""
+    # Ours: "promptsrc" = a prompted PromptSRC teacher (TEACHER_CKPT); "plain" = the unprompted CLIP TEACHER_NAME
+    # (TEACHER_BACKBONE_PATH) as the teacher, its class vectors a template ensemble (no TEACHER_CKPT needed)
+    cfg.TRAINER.PROMPTKD.TEACHER_KIND = "promptsrc"
+    # Ours: the plain teacher's templates: imagenet80 (OpenAI's 80), imagenet60 (PromptSRC's), select (ZeroshotCLIP2's
+    # 7 + the dataset's template), custom (the dataset's template)
+    cfg.TRAINER.PROMPTKD.TEACHER_TEMPLATES = "imagenet80"
 
     # ProGrad (the KgCoOp repository's Dassl.ProGrad fork): its loss keys, with upstream's names and types
     cfg.LOSS = CN()

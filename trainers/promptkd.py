@@ -24,33 +24,26 @@ import torch.nn.functional as F
 from dassl.engine import TRAINER_REGISTRY
 from dassl.utils.torchtools import preserved_rng_state
 
-from .backbone import resolve_clip_checkpoint
+from .backbone import clip_file_sha256, resolve_clip_checkpoint
 from .base import PromptTrainer
 from .prompting import DeepPrompts, VisionPromptHooks, freeze_all_but
+from .student_model import build_projector  # one definition: the exported student uses it too
+from .student_record import RECORD_FORMAT, RECORD_KEY, class_vectors_for
 from .teacher import (
+    TEACHER_KINDS,
     FrozenTeacher,
+    PlainTeacher,
     TeacherCheckpointError,
     build_teacher,
     cached_class_vectors,
     class_vector_cache_key,
+    plain_cache_key,
     read_teacher_state,
     resolve_teacher_checkpoint,
     teacher_classnames,
     teacher_record,
+    teacher_templates,
 )
-
-
-def build_projector(in_dim: int, out_dim: int, layers: int) -> nn.Sequential:
-    """The student's projector: 1 = Linear; 2 = Linear-BN-ReLU-Linear (upstream); 3 = two BN-ReLU blocks + Linear."""
-    if layers not in (1, 2, 3):
-        raise ValueError(f"TRAINER.PROMPTKD.PROJECT_LAYER must be 1, 2 or 3, got {layers}")
-    modules: list[nn.Module] = []
-    dim = in_dim
-    for _ in range(layers - 1):
-        modules += [nn.Linear(dim, out_dim), nn.BatchNorm1d(out_dim), nn.ReLU(inplace=True)]
-        dim = out_dim
-    modules.append(nn.Linear(dim, out_dim))
-    return nn.Sequential(*modules)
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float, weight: float) -> dict:
@@ -117,37 +110,21 @@ class PromptKD(PromptTrainer):
     MODEL_NAME = "VLPromptLearner"
 
     def build_model(self) -> None:
-        cfg, kd = self.cfg, self.cfg.TRAINER.PROMPTKD
+        kd = self.cfg.TRAINER.PROMPTKD
         classnames = self.dm.dataset.classnames
 
         # the teacher: frozen, eval mode, not registered (never saved, never optimised). Its class vectors are
-        # computed once and cached; with a cache hit the teacher is only built when training starts.
-        self.teacher_ckpt = resolve_teacher_checkpoint(kd.TEACHER_CKPT or default_teacher_checkpoint(cfg))
-        self.teacher_record = teacher_record(self.teacher_ckpt)
-        if self.teacher_record:
-            r = self.teacher_record
-            print(f"Teacher's own test accuracy: {r['accuracy']:.2f}% on the {r['classes']} classes of {r['dataset']} "
-                  f"(epoch {r['epoch']}, {r['results']})")  # fmt: skip
-        else:
-            print("Teacher's own accuracy unknown (no results.json next to its checkpoint folder)")
-        self.check_teacher_classes(classnames)
+        # computed once and cached; with a cache hit the teacher is only built when training starts. A saved student
+        # (CLASS_VECTORS_FROM, set by train.py for --eval-only) carries its own: then no teacher file is needed.
         self.teacher = None
-        cache_dir = kd.CLASS_VECTOR_CACHE or os.environ.get("PROMPTKD_CACHE_DIR", "~/.cache/promptkd")
-        teacher_clip = resolve_clip_checkpoint(
-            kd.TEACHER_NAME, kd.TEACHER_BACKBONE_PATH, path_key="TRAINER.PROMPTKD.TEACHER_BACKBONE_PATH"
-        )
-        key = class_vector_cache_key(
-            self.teacher_ckpt, classnames, kd.TEACHER_NAME, kd.CTX_INIT,
-            backbone_file=teacher_clip, precision=kd.PREC, device=self.device.type,
-        )  # fmt: skip
-        cached = cached_class_vectors(None, cache_dir, key)
-        if cached is None:
-            # the teacher is built here on a cold cache and only when training starts on a warm one: built outside
-            # the random streams, so the student's initialisation (and every number) is the same either way
-            with preserved_rng_state():
-                self.teacher = self.build_teacher()
-                cached = cached_class_vectors(self.teacher, cache_dir, key)
-        self.class_vectors = cached.to(self.device)  # (n_cls, d_teacher)
+        saved = class_vectors_for(kd.CLASS_VECTORS_FROM, classnames) if kd.CLASS_VECTORS_FROM else None
+        if saved is not None:
+            self.teacher_ckpt = saved["teacher"]["checkpoint"]
+            self.teacher_record = saved["teacher"].get("record")
+            self.class_vector_key = saved["teacher"].get("class_vector_key")
+            self.class_vectors = saved["class_vectors"].float().to(self.device)  # (n_cls, d_teacher)
+        else:
+            self.class_vectors = self.teacher_class_vectors(classnames).to(self.device)  # (n_cls, d_teacher)
 
         student_clip = self.load_backbone()
         model = PromptKDStudent(
@@ -157,6 +134,87 @@ class PromptKD(PromptTrainer):
         self.register_prompt_model(model)
         if self.teacher is not None:
             self.precision.cast_frozen(self.teacher)
+
+    def teacher_class_vectors(self, classnames: list[str]) -> torch.Tensor:
+        """The teacher's class vectors of ``classnames``: from the cache, else computed (and cached) by the teacher."""
+        kd = self.cfg.TRAINER.PROMPTKD
+        if kd.TEACHER_KIND == "plain":
+            return self.plain_teacher_class_vectors(classnames)
+        self.teacher_ckpt = resolve_teacher_checkpoint(kd.TEACHER_CKPT or default_teacher_checkpoint(self.cfg))
+        self.teacher_record = teacher_record(self.teacher_ckpt)
+        if self.teacher_record:
+            r = self.teacher_record
+            print(f"Teacher's own test accuracy: {r['accuracy']:.2f}% on the {r['classes']} classes of {r['dataset']} "
+                  f"(epoch {r['epoch']}, {r['results']})")  # fmt: skip
+        else:
+            print("Teacher's own accuracy unknown (no results.json next to its checkpoint folder)")
+        self.check_teacher_classes(classnames)
+        cache_dir = kd.CLASS_VECTOR_CACHE or os.environ.get("PROMPTKD_CACHE_DIR", "~/.cache/promptkd")
+        teacher_clip = resolve_clip_checkpoint(
+            kd.TEACHER_NAME, kd.TEACHER_BACKBONE_PATH, path_key="TRAINER.PROMPTKD.TEACHER_BACKBONE_PATH"
+        )
+        key = class_vector_cache_key(
+            self.teacher_ckpt, classnames, kd.TEACHER_NAME, kd.CTX_INIT,
+            backbone_file=teacher_clip, precision=kd.PREC, device=self.device.type,
+        )  # fmt: skip
+        self.class_vector_key = key
+        cached = cached_class_vectors(None, cache_dir, key)
+        if cached is None:
+            # the teacher is built here on a cold cache and only when training starts on a warm one: built outside
+            # the random streams, so the student's initialisation (and every number) is the same either way
+            with preserved_rng_state():
+                self.teacher = self.build_teacher()
+                cached = cached_class_vectors(self.teacher, cache_dir, key)
+        return cached
+
+    def plain_teacher_class_vectors(self, classnames: list[str]) -> torch.Tensor:
+        """TEACHER_KIND plain: an unprompted CLIP's template-ensemble class vectors (cached like the prompted ones)."""
+        kd = self.cfg.TRAINER.PROMPTKD
+        self.teacher_ckpt, self.teacher_record = "", None
+        templates = teacher_templates(kd.TEACHER_TEMPLATES, self.cfg.DATASET.NAME)
+        print(f"Teacher: plain CLIP {kd.TEACHER_NAME} without prompts, class vectors from {len(templates)} templates "
+              f"({kd.TEACHER_TEMPLATES})")  # fmt: skip
+        teacher_clip = resolve_clip_checkpoint(
+            kd.TEACHER_NAME, kd.TEACHER_BACKBONE_PATH, path_key="TRAINER.PROMPTKD.TEACHER_BACKBONE_PATH"
+        )
+        key = plain_cache_key(teacher_clip, classnames, templates, precision=kd.PREC, device=self.device.type)
+        self.class_vector_key = key
+        cache_dir = kd.CLASS_VECTOR_CACHE or os.environ.get("PROMPTKD_CACHE_DIR", "~/.cache/promptkd")
+        cached = cached_class_vectors(None, cache_dir, key)
+        if cached is None:
+            with preserved_rng_state():
+                self.teacher = self.build_teacher()
+                cached = cached_class_vectors(self.teacher, cache_dir, key)
+        return cached
+
+    def student_record(self) -> dict:
+        """What the checkpoint carries so the student works alone (``trainers/student_record.py``)."""
+        cfg, kd = self.cfg, self.cfg.TRAINER.PROMPTKD
+        if not hasattr(self, "_backbone_sha256"):
+            self._backbone_sha256 = clip_file_sha256(self.loaded_backbones["MODEL.BACKBONE.PATH"]["file"])
+        backbone = self.loaded_backbones["MODEL.BACKBONE.PATH"]
+        return {
+            "format": RECORD_FORMAT,
+            "classnames": list(self.dm.dataset.classnames),
+            "class_vectors": self.class_vectors.detach().float().cpu(),  # (n_cls, d_teacher), L2-normalised
+            "logit_scale": self.model.logit_scale.detach().float().cpu().clone(),  # log of the scale, as CLIP's
+            "design": {"n_ctx": kd.N_CTX_VISION, "depth": kd.PROMPT_DEPTH_VISION, "project_layers": kd.PROJECT_LAYER,
+                       "out_dim": int(self.class_vectors.shape[1])},  # fmt: skip
+            "backbone": {"name": cfg.MODEL.BACKBONE.NAME, "sha256": self._backbone_sha256, "file": backbone["file"],
+                         "architecture": {k: v for k, v in backbone.items() if k not in ("name", "file", "source")}},
+            "preprocess": {"resolution": list(cfg.INPUT.SIZE), "mean": list(cfg.INPUT.PIXEL_MEAN),
+                           "std": list(cfg.INPUT.PIXEL_STD), "interpolation": cfg.INPUT.INTERPOLATION,
+                           "normalize": "normalize" in cfg.INPUT.TRANSFORMS},  # fmt: skip
+            "dataset": cfg.DATASET.NAME, "modal": self.protocol.modal or cfg.TRAINER.MODAL, "n_base": self.partition.num_base,
+            "teacher": {"kind": kd.TEACHER_KIND, "checkpoint": self.teacher_ckpt, "record": self.teacher_record,
+                        "templates": teacher_templates(kd.TEACHER_TEMPLATES, cfg.DATASET.NAME)
+                        if kd.TEACHER_KIND == "plain" else None,
+                        "name": kd.TEACHER_NAME, "backbone_path": kd.TEACHER_BACKBONE_PATH, "ctx_init": kd.CTX_INIT,
+                        "class_vector_key": getattr(self, "class_vector_key", None)},  # fmt: skip
+        }
+
+    def checkpoint_extras(self) -> dict:
+        return {**super().checkpoint_extras(), RECORD_KEY: self.student_record()}
 
     def check_teacher_classes(self, classnames: list[str]) -> None:
         """In base2novel the teacher must have been trained on this dataset's base (or all) classes."""
@@ -176,8 +234,23 @@ class PromptKD(PromptTrainer):
             "TRAINER.MODAL cross for a cross-dataset teacher."
         )
 
-    def build_teacher(self) -> FrozenTeacher:
+    def check_cfg(self, cfg) -> None:
+        super().check_cfg(cfg)
+        if cfg.TRAINER.PROMPTKD.TEACHER_KIND not in TEACHER_KINDS:
+            raise TeacherCheckpointError(
+                f"TRAINER.PROMPTKD.TEACHER_KIND must be one of {TEACHER_KINDS}, got {cfg.TRAINER.PROMPTKD.TEACHER_KIND!r}"
+            )
+
+    def build_teacher(self) -> FrozenTeacher | PlainTeacher:
         kd = self.cfg.TRAINER.PROMPTKD
+        if kd.TEACHER_KIND == "plain":
+            clip_model = self.load_backbone(kd.TEACHER_NAME, kd.TEACHER_BACKBONE_PATH,
+                                            "TRAINER.PROMPTKD.TEACHER_BACKBONE_PATH")  # fmt: skip
+            templates = teacher_templates(kd.TEACHER_TEMPLATES, self.cfg.DATASET.NAME)
+            teacher = PlainTeacher(clip_model, self.dm.dataset.classnames, templates).to(self.device)
+            if hasattr(self, "precision"):
+                self.precision.cast_frozen(teacher)
+            return teacher
         state = read_teacher_state(self.teacher_ckpt)
         clip_model = self.load_backbone(kd.TEACHER_NAME, kd.TEACHER_BACKBONE_PATH, "TRAINER.PROMPTKD.TEACHER_BACKBONE_PATH")
         teacher = build_teacher(clip_model, self.dm.dataset.classnames, state, kd.CTX_INIT).to(self.device)

@@ -236,3 +236,102 @@ def cached_class_vectors(teacher: FrozenTeacher | None, cache_dir: str | os.Path
     atomic_torch_save({"class_vectors": vectors.cpu()}, str(path))
     print(f"Saved the teacher's class vectors to {path}")
     return vectors
+
+
+def encode_classnames(teacher: dict, classnames: list[str], device: str = "cpu") -> torch.Tensor:
+    """Class vectors of new ``classnames`` from a student's recorded teacher (``checkpoint``, ``name``,
+    ``backbone_path``, ``ctx_init``): what re-targeting a student needs, and the only time it needs the teacher."""
+    from .backbone import ClipCheckpointError, load_clip
+
+    if teacher.get("kind") == "plain":
+        clip_model = load_clip(teacher["name"], teacher.get("backbone_path", ""), device, path_key="--teacher-backbone")
+        return PlainTeacher(clip_model, classnames, teacher["templates"]).class_vectors()
+    try:
+        state = read_teacher_state(teacher["checkpoint"])
+        clip_model = load_clip(teacher["name"], teacher.get("backbone_path", ""), device,
+                               path_key="--teacher-backbone")  # fmt: skip
+    except (TeacherCheckpointError, ClipCheckpointError) as err:
+        raise TeacherCheckpointError(
+            f"Encoding new class names needs the student's teacher (its text side), which is not available: {err}\n"
+            "The student records where its teacher was; if it moved, pass --teacher-ckpt FILE (the PromptSRC "
+            "checkpoint) and --teacher-backbone FILE (its CLIP weights)."
+        ) from err
+    return build_teacher(clip_model, classnames, state, teacher.get("ctx_init", "a photo of a")).to(device).class_vectors()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# a plain, unprompted CLIP as the teacher (TRAINER.PROMPTKD.TEACHER_KIND plain)
+
+TEACHER_KINDS = ("promptsrc", "plain")
+
+
+def teacher_templates(choice: str, dataset_name: str) -> list[str]:
+    """The prompt templates a plain teacher averages (``TRAINER.PROMPTKD.TEACHER_TEMPLATES``): ``imagenet80``
+    (OpenAI's 80), ``imagenet60`` (PromptSRC's 60), ``select`` (ZeroshotCLIP2's 7 + the dataset's own template),
+    ``custom`` (the dataset's own template only)."""
+    from .templates import (
+        IMAGENET_TEMPLATES_60,
+        IMAGENET_TEMPLATES_80,
+        IMAGENET_TEMPLATES_SELECT,
+        custom_template,
+    )
+
+    choices = {
+        "imagenet80": IMAGENET_TEMPLATES_80,
+        "imagenet60": IMAGENET_TEMPLATES_60,
+        "select": [*IMAGENET_TEMPLATES_SELECT, custom_template(dataset_name)],
+        "custom": [custom_template(dataset_name)],
+    }
+    if choice not in choices:
+        raise TeacherCheckpointError(
+            f"TRAINER.PROMPTKD.TEACHER_TEMPLATES must be one of {sorted(choices)}, got {choice!r}"
+        )
+    return list(dict.fromkeys(choices[choice]))
+
+
+class PlainTeacher(nn.Module):
+    """An unprompted CLIP as the teacher: class vectors from a template ensemble (the mean of the L2-normalised
+    text features of every template, normalised again, as zero-shot CLIP's ensembles), image features of the
+    frozen image tower. Same interface as ``FrozenTeacher``; never leaves eval mode."""
+
+    def __init__(self, clip_model: nn.Module, classnames: list[str], templates: list[str]) -> None:
+        super().__init__()
+        self.model = clip_model
+        self.classnames, self.templates = list(classnames), list(templates)
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        super().train(False)
+
+    def train(self, mode: bool = True) -> PlainTeacher:  # noqa: ARG002 - the teacher stays in eval mode
+        return super().train(False)
+
+    @torch.no_grad()
+    def class_vectors(self) -> torch.Tensor:
+        """(n_cls, d): per class, the normalised mean over templates of normalised text features."""
+        from .prompting import tokenize
+
+        device = self.model.logit_scale.device
+        context = self.model.positional_embedding.shape[0]
+        vectors = []
+        for name in self.classnames:
+            texts = [t.format(name.replace("_", " ")) for t in self.templates]
+            features = F.normalize(self.model.encode_text(tokenize(texts, context).to(device)).float(), dim=-1)
+            vectors.append(F.normalize(features.mean(dim=0), dim=-1))
+        return torch.stack(vectors)
+
+    @torch.no_grad()
+    def image_features(self, image: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.model.encode_image(image.to(self.model.visual.conv1.weight.dtype)), dim=-1).float()
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        return self.model.logit_scale.exp().float()
+
+
+def plain_cache_key(backbone_file: str | os.PathLike, classnames: list[str], templates: list[str], *,
+                    precision: str, device: str) -> str:  # fmt: skip
+    """Cache key of a plain teacher's class vectors: CLIP weights, class names, templates, precision, device."""
+    digest = hashlib.sha256(b"plain\n" + sha256_of_file(backbone_file).encode("ascii"))
+    digest.update("\n".join(classnames).encode("utf-8") + b"\n--\n" + "\n".join(templates).encode("utf-8"))
+    digest.update(f"\n{precision}\n{device}".encode())
+    return digest.hexdigest()[:24]
