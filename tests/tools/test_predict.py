@@ -29,7 +29,7 @@ def test_top1_equals_the_evaluators_predictions(trained_student, tmp_path, capsy
     test_items = trainer.test_loader.dataset.data_source  # the novel-class test images, in evaluation order
     evaluator_pred = list(trainer.evaluator._y_pred)
     assert len(evaluator_pred) == len(test_items) == 48
-    n_base = trainer.n_base
+    n_base = trainer.partition.num_base
 
     out = tmp_path / "pred.json"
     paths = [item.impath for item in test_items]
