@@ -170,8 +170,9 @@ def test_honest_selection_reports_the_base_accuracy_on_base_test_images(tmp_path
     assert [e["num_samples"] for e in vals] == [n_base_val] * 2 and test_base["num_samples"] == n_base_test
     best = max(vals, key=lambda e: e["accuracy"])  # the first maximum is the deployed epoch
     assert honest["novel"]["epoch"] == test_base["epoch"] == best["epoch"]
-    assert honest["base"] == {"accuracy": test_base["accuracy"], "epoch": best["epoch"]}
-    assert honest["selection"] == {"rule": "best_val", "split": "json val split", "accuracy": best["accuracy"]}
+    assert honest["base"] == {"accuracy": test_base["accuracy"], "epoch": best["epoch"], "evaluation": "test_base"}
+    assert honest["selection"] == {"rule": "best_val", "split": "json val split", "evaluation": "val",
+                                   "accuracy": best["accuracy"], "epoch": best["epoch"]}  # fmt: skip
     assert "base_last" not in honest
     again = json.loads((tmp_path / "runs" / "val_source_eval" / "results.json").read_text())
     assert [e["split"] for e in again["evaluations"]] == ["test_base", "test"]

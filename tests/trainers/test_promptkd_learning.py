@@ -8,6 +8,7 @@ import torch
 
 import train
 from dassl.engine import build_trainer
+from dassl.evaluation.results import summarize
 from dassl.utils import set_random_seed
 from tests.conftest import REPO_ROOT
 from tools.demo import Demo, common_opts
@@ -55,7 +56,7 @@ def test_teacher_learns_and_student_agreement_rises(tmp_path):
     trainer.set_model_mode("train")  # the teacher is not registered: it stays frozen in eval mode
     assert not trainer.teacher.training and not trainer.teacher.model.image_encoder.training
     assert all(p.grad is None and not p.requires_grad for p in trainer.teacher.parameters())
-    base = trainer.results_summary(trainer._evaluations)["base"]["accuracy"]
+    base = summarize(trainer.protocol, trainer._evaluations)["base"]["accuracy"]
     chance_base = 100 / (N_CLASSES // 2)
     print(f"teacher base {teacher_base:.1f}%, agreement {before:.2f} -> {after:.2f}, student base {base:.1f}%")
     assert teacher_base > 1.5 * chance_base, teacher_base  # the teacher learned its (labeled) base classes
