@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 from tqdm import tqdm
+from yacs.config import CfgNode
 
 from dassl.data import DataManager
 from dassl.evaluation import build_evaluator
@@ -109,6 +110,16 @@ def _strip_classifier(model: nn.Module) -> int:
 
 class TrainerBase:
     """Model registry, checkpoints, LR updates, tensorboard and the epoch loop with its hooks."""
+
+    @classmethod
+    def config_defaults(cls) -> dict[str, CfgNode]:
+        """The config nodes this trainer reads beyond the engine defaults, ``{full node path: node}`` (e.g.
+        ``{"TRAINER.COOP": CfgNode({"N_CTX": 16, ...})}``), with their defaults.
+
+        The config is assembled from every registered trainer's nodes before any yaml is merged (yacs rejects keys
+        without a default), so a method file carries its own keys. Default: none.
+        """
+        return {}
 
     def __init__(self) -> None:
         self._models: OrderedDict[str, nn.Module] = OrderedDict()
@@ -412,17 +423,19 @@ def _list_dir(path: str) -> list[str]:
     return os.listdir(path) if osp.isdir(path) else []
 
 
+def select_device(cfg) -> torch.device:
+    """CUDA when available and ``USE_CUDA``, else the CPU (trainers that need the device before ``__init__``
+    finishes, e.g. for their precision, ask the same function)."""
+    return torch.device("cuda") if torch.cuda.is_available() and cfg.USE_CUDA else torch.device("cpu")
+
+
 class SimpleTrainer(TrainerBase):
     """Data loaders, evaluator, best-model selection and results.json on top of TrainerBase."""
 
     def __init__(self, cfg) -> None:
         super().__init__()
         self.check_cfg(cfg)
-
-        if torch.cuda.is_available() and cfg.USE_CUDA:
-            self.device = torch.device("cuda")
-        else:
-            self.device = torch.device("cpu")
+        self.device = select_device(cfg)
 
         # Save as attributes some frequently used variables
         self.start_epoch = self.epoch = 0
