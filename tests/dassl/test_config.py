@@ -112,11 +112,7 @@ DASSL_DEFAULTS = [
     ("DATASET.NAME", "", str),
     ("DATASET.SOURCE_DOMAINS", (), tuple),
     ("DATASET.TARGET_DOMAINS", (), tuple),
-    ("DATASET.NUM_LABELED", -1, int),
     ("DATASET.VAL_PERCENT", 0.1, float),
-    ("DATASET.STL10_FOLD", -1, int),
-    ("DATASET.CIFAR_C_TYPE", "", str),
-    ("DATASET.CIFAR_C_LEVEL", 1, int),
     ("DATASET.ALL_AS_UNLABELED", False, bool),
     ("DATALOADER.TRAIN_X.SAMPLER", "RandomSampler", str),
     ("DATALOADER.TRAIN_U.SAMPLER", "RandomSampler", str),
@@ -235,6 +231,19 @@ def test_engine_defaults_leave_protocol_keys_to_extend_cfg():
     assert "PROMPTKD" not in cfg.TRAINER
     extend_cfg(cfg)
     assert cfg.TRAINER.PROMPTKD.KD_WEIGHT == 1.0
+
+
+@pytest.mark.parametrize("key", ["DATASET.NUM_LABELED", "DATASET.STL10_FOLD", "DATASET.CIFAR_C_TYPE", "DATASET.CIFAR_C_LEVEL"])
+def test_dassl_keys_no_dataset_here_reads_are_not_declared(key):
+    """Dassl's semi-supervised / CIFAR-C / STL-10 keys: no dataset of ours and no upstream yaml uses them."""
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        merge_cfg_from_list(full_cfg(), [key, "1"])
+
+
+def test_no_test_is_declared_once_by_the_engine():
+    cfg = get_cfg_default()
+    assert cfg.TEST.NO_TEST is False
+    assert "NO_TEST" not in extend_cfg(CfgNode({"DATASET": {}, "TRAINER": {}, "MODEL": {"BACKBONE": {}}})).get("TEST", {})
 
 
 def test_get_cfg_default_returns_an_independent_mutable_copy():
