@@ -3,7 +3,7 @@
     python tools/check_golden.py ../shared/golden/promptsrc [../shared/golden/promptkd ...]
 
 For each fixture directory (format: ``manifest.json`` + ``init.pt``, ``inputs.pt``, ``outputs.pt``, ``grads.pt``,
-``after_step.pt``, ...; see the golden README) it builds the registered trainer exactly as ``train.py`` does, from
+``after_step.pt``, ...; docs/design.md#golden-fixtures) it builds the registered trainer exactly as ``train.py`` does, from
 the fixture's own config files and overrides, CLIP checkpoints, data folder and teacher checkpoint (read from the
 manifest, nothing assumed), loads the initial trainable tensors through the trainer's checkpoint loader, and runs
 the trainer's own ``forward_backward`` once on the fixture's batch at the fixture's learning rate. The loss,
