@@ -62,6 +62,12 @@ class PromptTrainer(TrainerX):
     @classmethod
     def precision_name(cls, cfg) -> str:
         """The ``PREC`` this trainer runs with (checked); VPT overrides it (upstream ignores its PREC)."""
+        if not cls.CONFIG_NODE:
+            raise ConfigError(
+                f"{cls.__name__} sets no CONFIG_NODE: a PromptTrainer reads its keys (PREC at least) from "
+                f"TRAINER.<CONFIG_NODE>; set e.g. CONFIG_NODE = \"{cls.__name__.upper()}\" on the class (its keys: "
+                "node_defaults())."
+            )
         prec = cfg.TRAINER[cls.CONFIG_NODE].PREC
         if prec not in PRECISIONS:
             raise ConfigError(f"TRAINER.{cls.CONFIG_NODE}.PREC must be one of {PRECISIONS}, got '{prec}'")

@@ -202,3 +202,12 @@ def test_trainers_sharing_a_node_must_agree_on_its_defaults(registered):
     message = str(err.value)
     assert "TRAINER.COOP.N_CTX" in message and "CoOpWithOtherDefaults declares the default 4 (int)" in message
     assert "CoOp declares 16 (int)" in message and "its own CONFIG_NODE" in message
+
+
+def test_a_prompt_trainer_without_a_config_node_is_told_to_set_one():
+    class Nameless(PromptTrainer):
+        pass
+
+    with pytest.raises(ConfigError, match=r'Nameless sets no CONFIG_NODE.*CONFIG_NODE = "NAMELESS"'):
+        Nameless(extend_cfg(get_cfg_default()))
+    assert Nameless.config_defaults() == {}
