@@ -6,11 +6,16 @@
         --output-dir output/... [KEY VALUE ...]
 
 Config merge order: engine defaults + ``extend_cfg`` -> dataset yaml -> method yaml -> flags -> ``KEY VALUE``.
+
+A method of your own, in a file outside the repository, runs with ``--plugin path/to/my_method.py`` (or the
+``PROMPTKD_PLUGINS`` environment variable, which scripts pass on): the file is imported first, which registers
+its trainer and its config node (README, "Adding a method").
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import os.path as osp
 import sys
 from pathlib import Path
@@ -25,6 +30,7 @@ from dassl.evaluation.protocol import resolve_val_source, trainer_protocol_kind
 from dassl.utils import RunLog, atomic_write_text, collect_env_info, detail, set_random_seed
 from dassl.utils.distributed import broadcast_from_main, init_distributed, is_main_process, rank, world_size
 from dassl.utils.errors import DEBUG_ENV_VAR, NonFiniteError, UserError, run_entry_point
+from dassl.utils.plugins import PLUGINS_ENV, load_plugins
 from promptkd import datasets  # noqa: F401  (registers the datasets; promptkd/__init__.py: not `import datasets`)
 from trainers.config import extend_cfg
 
@@ -69,7 +75,11 @@ def reset_cfg(cfg, args: argparse.Namespace) -> None:
 
 
 def setup_cfg(args: argparse.Namespace):
-    """Build the frozen config: defaults -> dataset yaml -> method yaml -> flags -> KEY VALUE opts."""
+    """Build the frozen config: defaults -> dataset yaml -> method yaml -> flags -> KEY VALUE opts.
+
+    The plugins (``--plugin``, ``PROMPTKD_PLUGINS``) are imported first, so their trainers and config nodes exist.
+    """
+    load_plugins(getattr(args, "plugin", None) or [])
     cfg = get_cfg_default()
     extend_cfg(cfg)
     if args.dataset_config_file:
@@ -126,6 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config-file", type=str, default="", help="path to config file")
     parser.add_argument("--dataset-config-file", type=str, default="", help="path to config file for dataset setup")
     parser.add_argument("--trainer", type=str, default="", help="name of trainer (listed below)")
+    parser.add_argument(
+        "--plugin", action="append", default=[], metavar="FILE_OR_MODULE",
+        help=f"import a method file (or module) of your own first; repeatable (also: ${PLUGINS_ENV}, "
+        f"separated by '{os.pathsep}')",
+    )  # fmt: skip
     parser.add_argument("--backbone", type=str, default="", help=argparse.SUPPRESS)
     parser.add_argument("--head", type=str, default="", help=argparse.SUPPRESS)
     parser.add_argument("--eval-only", action="store_true", help="evaluation only")

@@ -27,7 +27,7 @@ from tabulate import tabulate  # noqa: E402
 
 from benchmarks.common import device_description, random_clip, timed  # noqa: E402
 from trainers.precision import Precision  # noqa: E402
-from trainers.prompt_models import IVLPCLIP  # noqa: E402
+from trainers.prompt_models import IVLPCLIP, IVLPDesign  # noqa: E402
 from trainers.promptkd import PromptKDStudent, kd_loss  # noqa: E402
 from trainers.teacher import FrozenTeacher  # noqa: E402
 
@@ -38,7 +38,7 @@ TEST_BATCH = 100
 def build(n_classes: int, prec: str, device: torch.device):
     precision = Precision(prec, device)
     classnames = [f"class number {i}" for i in range(n_classes)]
-    teacher = FrozenTeacher(IVLPCLIP(random_clip("ViT-L/14", device), classnames, 4, 4, 9, 9)).to(device)
+    teacher = FrozenTeacher(IVLPCLIP(random_clip("ViT-L/14", device), classnames, IVLPDesign(4, 4, 9, 9))).to(device)
     precision.cast_frozen(teacher)
     student = PromptKDStudent(random_clip("ViT-B/16", device), n_ctx=4, depth=9, out_dim=768, project_layers=2)
     for module in student.trainable_modules():

@@ -26,6 +26,7 @@ from tabulate import tabulate  # noqa: E402
 
 from benchmarks.common import device_description, random_clip  # noqa: E402
 from trainers.precision import Precision  # noqa: E402
+from trainers.prompt_models import IVLPDesign  # noqa: E402
 from trainers.prompting import freeze_all_but  # noqa: E402
 from trainers.promptsrc import PromptSRCCLIP, promptsrc_loss  # noqa: E402
 
@@ -34,7 +35,7 @@ def one_step(device: torch.device, n_classes: int, chunk: int, batch: int, prec:
     """Build the teacher, run one forward/backward/SGD step, return the peak memory in GiB."""
     clip_model = random_clip("ViT-L/14", device)
     classnames = [f"class number {i}" for i in range(n_classes)]
-    model = PromptSRCCLIP(clip_model, classnames, 4, 4, 9, 9, text_chunk=chunk).to(device)
+    model = PromptSRCCLIP(clip_model, classnames, IVLPDesign(4, 4, 9, 9), text_chunk=chunk).to(device)
     freeze_all_but(model, model.trainable_modules())
     # the frozen template-averaged text features: their value does not change the memory of a step
     model.register_buffer("fixed_embeddings", torch.randn(n_classes, 768, device=device), persistent=False)

@@ -6,9 +6,9 @@ and what the authors' mirror calls its archive. Writing that in each place would
 written once here. The dataset classes themselves (``datasets/<name>.py``) stay the authority on how a split is
 *read*; this module imports none of them, so tooling works even where a dataset class is missing or broken.
 
-Numbers come from ``reference-promptkd.md`` §5.1 (class counts; distill-train / test-base / test-novel image
-counts from the paper's Table 8). For the split-json datasets and FGVCAircraft the total test count is
-base + novel. The test counts of the ImageNet variants are not in §5.1: they are the sizes the datasets' own
+Numbers come from the PromptKD paper (class counts; distill-train / test-base / test-novel image counts from
+its supplement Table 8; docs/design.md#sources). For the split-json datasets and FGVCAircraft the total test count is
+base + novel. The test counts of the ImageNet variants are not in that table: they are the sizes the datasets' own
 releases ship (``sizes_source`` says which numbers come from where). A count that is ``None`` is unknown.
 Mismatches are warnings in the tooling, never errors: users may run on subsets.
 
@@ -67,7 +67,7 @@ class DatasetInfo:
     test_base_size: int | None = None  # test images of the base classes (num_base_classes)
     test_novel_size: int | None = None  # test images of the novel classes
     test_size: int | None = None  # all test images (base + novel where both are known)
-    sizes_source: str = "reference-promptkd.md §5.1 (paper Table 8)"
+    sizes_source: str = "the PromptKD paper, supplement Table 8"
     archive: str | None = None  # file name on the mirror; None: not mirrored (ImageNet-1k)
     paths_relative_to_dataset_dir: bool = False  # StanfordCars: split paths start at dataset_dir
     class_folder_names: str = "wnid"  # class_folders layout: "wnid" folders or "index" folders (0..999)
@@ -158,7 +158,7 @@ def _json(
     )
 
 
-_VARIANT_SIZES = "the variant's own release (not in §5.1)"
+_VARIANT_SIZES = "the variant's own release (not in the paper's table)"
 
 # fmt: off
 _ENTRIES: tuple[DatasetInfo, ...] = (

@@ -121,9 +121,10 @@ def run_tiny(assets: tuple[Path, Path], trainer: str, config: str, out: Path, *o
     ``config``: ``<Trainer>/<stem>`` under configs/trainers; ``opts`` come last, so they override.
     """
     import train
+    from dassl.engine import TRAINER_REGISTRY
 
     data, ckpt = assets
-    node = "COOP" if trainer in ("KgCoOp", "ProGrad") else trainer.upper()  # the TRAINER.<node> holding PREC
+    node = TRAINER_REGISTRY.get(trainer).CONFIG_NODE  # the TRAINER.<node> holding PREC
     argv = [
         "--root", str(data), "--seed", "1", "--trainer", trainer,
         "--dataset-config-file", str(REPO_ROOT / "configs/datasets/demo.yaml"),

@@ -220,6 +220,14 @@ CASES: dict[str, Case] = {
         lambda c: c.train(flags=("--eval-only", "--model-dir", str(c.tmp / "nothing"), "--load-epoch", "3")),
         2, (r"Model not found at .*model\.pth\.tar-3", "--model-dir and --load-epoch"),
     ),
+    "plugin-not-found": Case(
+        lambda c: c.train(flags=("--plugin", str(c.tmp / "my_method.py"))), 2,
+        ("plugin file not found:", r"my_method\.py", "--plugin / PROMPTKD_PLUGINS"),
+    ),
+    "plugin-syntax-error": Case(
+        lambda c: (c.tmp.joinpath("bad.py").write_text("def f(:\n"), c.train(flags=("--plugin", str(c.tmp / "bad.py"))))[1],
+        2, (r"plugin file .*bad\.py has a syntax error at line 1",),
+    ),
     "run-folder-other-config": Case(_other_config, 2, (r"OPTIM\.LR: 0\.002 -> 0\.5", "another --output-dir", "FORCE=1")),
     "run-folder-in-use": Case(_folder_in_use, 2, (r"in use by another run \(pid \d+", "another\n?.*--output-dir")),
 }

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 
 import pytest
 import torch
@@ -22,11 +21,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    console = sys.stdout
-    try:
-        yield World(tmp_path_factory.mktemp("world"), epochs=2)
-    finally:
-        sys.stdout = console
+    return World(tmp_path_factory.mktemp("world"), epochs=2)
 
 
 @pytest.mark.parametrize("method", ["CoOp", "PromptKD"])

@@ -21,7 +21,6 @@ from pathlib import Path
 import pytest
 import torch
 
-import train
 from tests.conftest import REPO_ROOT
 from tests.datasets.layouts import write_layout
 from tools import demo
@@ -134,27 +133,39 @@ def test_readme_commands_run_verbatim(sandbox):
     assert (sandbox / "upstream" / "VLPromptLearner" / "model-best.pth.tar").is_file()
 
 
-@pytest.mark.slow
-def test_readme_example_trainer_trains(tmp_path):
-    ((target, code),) = fenced_blocks("example")
-    assert target == "trainers/clip_adapter.py"
-    assert len(code.splitlines()) <= 40  # a short file, as the README promises
-    assert (REPO_ROOT / target).read_text(encoding="utf-8") == code, f"the README's example differs from {target}"
-    from trainers import clip_adapter as module  # registered by `import trainers`, as the README says
+def example_command() -> list[str]:
+    """The "Adding a method" command, as words (line continuations joined)."""
+    ((_, body),) = fenced_blocks("example-command")
+    return shlex.split(body.replace("\\\n", " "))
 
-    assets = demo.prepare(tmp_path / "tiny")
-    argv = [
-        "--root", str(assets.data), "--seed", "1", "--trainer", "CLIPAdapter",
-        "--dataset-config-file", str(REPO_ROOT / "configs/datasets/demo.yaml"),
-        "--config-file", str(REPO_ROOT / "configs/trainers/CoOp/vit_b16.yaml"),
-        "--output-dir", str(tmp_path / "run"), *demo.student_opts(assets, epochs=2),
-        "DATASET.NUM_SHOTS", "4", "DATASET.SUBSAMPLE_CLASSES", "base",
-    ]  # fmt: skip
-    trainer = train.run(train.build_parser().parse_args(argv))
-    results = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert results["trainer"] == "CLIPAdapter" and math.isfinite(results["final"]["accuracy"])
-    checkpoint = torch.load(tmp_path / "run" / "adapter" / "model.pth.tar-2", weights_only=True)
-    assert sorted(checkpoint["state_dict"]) == ["adapter.0.weight", "adapter.2.weight"]  # the frozen CLIP is not saved
-    model = trainer.model
-    assert isinstance(model, module.AdapterCLIP) and not model.visual.conv1.weight.requires_grad
-    torch.testing.assert_close(checkpoint["state_dict"]["adapter.0.weight"], model.adapter[0].weight.detach().cpu())
+
+def test_readme_adding_a_method_shows_a_file_its_yaml_and_the_command():
+    files = dict(fenced_blocks("example"))
+    assert sorted(files) == ["my_methods/coop_ls.py", "my_methods/coop_ls.yaml"]
+    assert len(files["my_methods/coop_ls.py"].splitlines()) <= 40  # a short file, as the README promises
+    command = example_command()
+    assert command[:4] == ["python", "train.py", "--plugin", "my_methods/coop_ls.py"]
+    assert command[command.index("--config-file") + 1] == "my_methods/coop_ls.yaml"
+    assert not (REPO_ROOT / "my_methods").exists()  # the example lives outside the repository
+
+
+@pytest.mark.slow
+def test_readme_example_method_trains_with_its_command(sandbox):
+    """The README's method file and yaml, written where it says, run by its command verbatim (+ tiny overrides)."""
+    for target, code in fenced_blocks("example"):
+        (sandbox / target).parent.mkdir(parents=True, exist_ok=True)
+        (sandbox / target).write_text(code, encoding="utf-8")
+    assets = demo.prepare(sandbox / "tiny")
+    command = example_command() + demo.student_opts(assets, epochs=2) + ["TRAINER.COOPLS.PREC", "fp32"]
+    env = {**os.environ, "DATA": str(sandbox / "data"), "PYTHON": sys.executable}
+    env.pop("PROMPTKD_PLUGINS", None)
+    full = shlex.join([sys.executable if w == "python" else w for w in command]).replace("'$DATA'", "$DATA")
+    proc = subprocess.run(["bash", "-c", full], cwd=sandbox, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"{full}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+
+    run = sandbox / "output/CoOpLS/caltech101/seed1"
+    results = json.loads((run / "results.json").read_text())
+    assert results["trainer"] == "CoOpLS" and math.isfinite(results["final"]["accuracy"])
+    assert "SMOOTHING: 0.2" in (run / "config.yaml").read_text()  # the yaml's value of the method's own key
+    checkpoint = torch.load(run / "prompt_learner" / "model.pth.tar-2", weights_only=True)
+    assert sorted(checkpoint["state_dict"]) == ["ctx"]  # the frozen CLIP is not saved

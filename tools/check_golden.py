@@ -1,13 +1,16 @@
-"""Check our implementation against golden fixtures made with the original code.
+"""Check our trainers against golden fixtures made with the original code.
 
     python tools/check_golden.py ../shared/golden/promptsrc [../shared/golden/promptkd ...]
 
 For each fixture directory (format: ``manifest.json`` + ``init.pt``, ``inputs.pt``, ``outputs.pt``, ``grads.pt``,
-``after_step.pt``, ...; see the golden README) it rebuilds the model from the fixture's own CLIP checkpoint,
-class names, prompt depths, batch and loss settings (read from the manifest, nothing assumed), loads the
-initial trainable tensors, runs one training step exactly as the trainer does, and compares every recorded
-tensor with the manifest's tolerance rule: ``max|ours - golden| <= tol * max|golden|`` per tensor. It prints
-the error per quantity and exits non-zero on any mismatch.
+``after_step.pt``, ...; docs/design.md#golden-fixtures) it builds the registered trainer exactly as ``train.py`` does, from
+the fixture's own config files and overrides, CLIP checkpoints, data folder and teacher checkpoint (read from the
+manifest, nothing assumed), loads the initial trainable tensors through the trainer's checkpoint loader, and runs
+the trainer's own ``forward_backward`` once on the fixture's batch at the fixture's learning rate. The loss,
+gradients, updated tensors and optimizer state graded are the trainer's; the intermediate quantities (features,
+logits, loss terms) come from the same model methods and loss functions its ``compute_loss`` calls. Every recorded
+tensor is compared with the manifest's tolerance rule: ``max|ours - golden| <= tol * max|golden|`` per tensor. It
+prints the error per quantity and exits non-zero on any mismatch.
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,14 +28,13 @@ if __package__ in (None, ""):  # run as a script: the repository root is not on 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-from yacs.config import CfgNode  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
-from dassl.optim import build_optimizer  # noqa: E402
-from trainers.backbone import load_clip  # noqa: E402
-from trainers.prompting import freeze_all_but  # noqa: E402
-from trainers.promptkd import PromptKDStudent, kd_loss  # noqa: E402
-from trainers.promptsrc import PromptSRCCLIP, gpa_weights, promptsrc_loss  # noqa: E402
-from trainers.teacher import build_teacher, read_teacher_state  # noqa: E402
+import train  # noqa: E402  (registers the trainers and datasets; builds the config as the CLI does)
+from dassl.engine import build_trainer  # noqa: E402
+from dassl.utils import RunLog  # noqa: E402
+from trainers.promptkd import kd_loss  # noqa: E402
+from trainers.promptsrc import gpa_weights, promptsrc_loss  # noqa: E402
 
 EXACT = "exact"
 
@@ -68,146 +73,148 @@ def _load(fixture: Path, name: str) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True) if path.exists() else {}
 
 
-def _optim_cfg(config: dict, lr: float) -> CfgNode:
-    node = CfgNode()
-    for key in ("NAME", "MOMENTUM", "WEIGHT_DECAY", "SGD_DAMPNING", "SGD_NESTEROV"):
-        node[key] = config[f"OPTIM.{key}"]
-    node.LR = lr
-    node.RMSPROP_ALPHA, node.ADAM_BETA1, node.ADAM_BETA2 = 0.99, 0.9, 0.999
-    node.STAGED_LR, node.NEW_LAYERS, node.BASE_LR_MULT = False, (), 0.1
-    return node
-
-
 def _tolerances(manifest: dict) -> tuple[dict[str, float], dict[str, str]]:
     groups = {name: spec["tol"] for name, spec in manifest["tolerances"]["recommended"].items()}
     per_tensor = {key: spec["group"] for key, spec in manifest["error_budget"]["per_tensor"].items()}
     return groups, per_tensor
 
 
+def _data_root(fixture: Path, work: Path) -> Path:
+    """A data root that mirrors the fixture's (read-only) data folder through symlinks, so whatever the dataset
+    code writes (few-shot caches) lands in ``work``."""
+    source = _resolve(fixture, "data")
+    root = work / "data"
+    for dataset in source.iterdir():
+        (root / dataset.name).mkdir(parents=True)
+        for entry in dataset.iterdir():
+            (root / dataset.name / entry.name).symlink_to(entry.resolve())
+    return root
+
+
+@contextmanager
+def fixture_trainer(fixture: Path, manifest: dict, opts: list[str]) -> Iterator:
+    """The trainer ``train.py`` would build for the fixture's config (CPU, fp32), in a temp output folder."""
+    with tempfile.TemporaryDirectory(prefix="check_golden-") as tmp:
+        work = Path(tmp)
+        repo = Path(__file__).resolve().parents[1]
+        argv = [
+            "--root", str(_data_root(fixture, work)), "--seed", str(manifest["config"].get("SEED", 1)),
+            "--trainer", manifest["config"]["TRAINER.NAME"], "--output-dir", str(work / "run"),
+            "--dataset-config-file", str(repo / manifest["dataset_config_file"]),
+            "--config-file", str(repo / manifest["config_file"]),
+            *manifest["config_overrides"], "USE_CUDA", "False", "DATALOADER.NUM_WORKERS", "0", *opts,
+        ]  # fmt: skip
+        cfg = train.setup_cfg(train.build_parser().parse_args(argv))
+        with RunLog(str(work / "log.txt"), console="quiet"):
+            trainer = build_trainer(cfg)
+        classnames = list(trainer.dm.dataset.classnames)
+        if classnames != manifest["classnames"]:
+            raise ValueError(f"{fixture}: the trainer's classes {classnames} are not the fixture's {manifest['classnames']}")
+        init = _load(fixture, "init.pt")
+        with RunLog(str(work / "log-load.txt"), console="quiet"):
+            trainer.load_model_state_dict(trainer.MODEL_NAME, init)  # upstream names, through the checkpoint loader
+        for group in trainer.optim.param_groups:
+            group["lr"] = manifest["lr_used"]  # the schedule's value at the fixture's epoch
+        trainer.batch_idx, trainer.num_batches = 0, 2  # not the last batch: no LR step, no GPA inside the step
+        yield trainer
+
+
+def _trainable(trainer, key_map: dict[str, str]) -> dict[str, torch.Tensor]:
+    """{upstream name: our tensor} for the trainable parameters and buffers."""
+    state = dict(trainer.model.named_parameters()) | dict(trainer.model.named_buffers())
+    return {up: state[ours] for up, ours in key_map.items() if ours in state}
+
+
 def run_promptsrc(fixture: Path, manifest: dict) -> dict[str, torch.Tensor]:
-    """One PromptSRC training step from the fixture's init state; returns ``{"file/key": tensor}``."""
+    """One step of the PromptSRC trainer from the fixture's init state; returns ``{"file/key": tensor}``."""
     cfg = manifest["config"]
-    clip_model = load_clip(cfg["MODEL.BACKBONE.NAME"], str(_resolve(fixture, manifest["clip_checkpoint"])))
-    for p in clip_model.parameters():
-        p.requires_grad_(False)
-    classnames = manifest["classnames"]
-    model = PromptSRCCLIP(
-        clip_model,
-        classnames,
-        n_ctx_text=cfg["TRAINER.PROMPTSRC.N_CTX_TEXT"],
-        n_ctx_vision=cfg["TRAINER.PROMPTSRC.N_CTX_VISION"],
-        depth_text=cfg["TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT"],
-        depth_vision=cfg["TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION"],
-        ctx_init=cfg["TRAINER.PROMPTSRC.CTX_INIT"],
-    )
-    freeze_all_but(model, model.trainable_modules())
-    model.compute_fixed_embeddings(clip_model, classnames)
+    opts = ["MODEL.BACKBONE.PATH", str(_resolve(fixture, manifest["clip_checkpoint"]))]
+    with fixture_trainer(fixture, manifest, opts) as trainer:
+        model, node = trainer.model, trainer.method_cfg
+        inputs = _load(fixture, "inputs.pt")
+        images, labels = inputs["images"], inputs["labels"]
+        results: dict[str, torch.Tensor] = {
+            "buffers/tokenized_prompts": model.prompt_learner.tokenized_prompts,
+            "buffers/prompt_learner.token_prefix": model.prompt_learner.token_prefix,
+            "buffers/prompt_learner.token_suffix": model.prompt_learner.token_suffix,
+            "buffers/prompt_learner.fixed_embeddings": model.fixed_embeddings,
+        }
+        trainer.set_model_mode("eval")
+        results["outputs/eval_logits"] = trainer.model_inference(images)
+        trainer.set_model_mode("train")
+        with torch.no_grad():  # what compute_loss computes, term by term (no state changes in this model)
+            out = model.forward_train(images)
+            terms = promptsrc_loss(out, labels, node.TEXT_LOSS_WEIGHT, node.IMAGE_LOSS_WEIGHT)
+            results["outputs/text_features_unnormalized"] = model.encode_text()
+            results["outputs/image_features_unnormalized"] = model.encode_image(images)
+            results["outputs/zs_image_features_unnormalized"] = model.encode_image(images, prompts=False)
+        results.update({f"outputs/{key}": value for key, value in out.items()})
+        results.update({f"outputs/{key}": value for key, value in terms.items()})
+        results["outputs/l1_text_mean"] = terms["L_scl_text"] / node.TEXT_LOSS_WEIGHT
+        results["outputs/l1_image_mean"] = terms["L_scl_image"] / node.IMAGE_LOSS_WEIGHT
 
-    key_map = model.upstream_key_map()
-    init = _load(fixture, "init.pt")
-    missing = sorted(set(key_map) - set(init))
-    if missing:
-        raise KeyError(f"{fixture}/init.pt lacks trainable tensors for this config: {missing}")
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for upstream, ours in key_map.items():
-            params[ours].copy_(init[upstream])
-
-    inputs = _load(fixture, "inputs.pt")
-    images, labels = inputs["images"], inputs["labels"]
-    results: dict[str, torch.Tensor] = {
-        "buffers/tokenized_prompts": model.prompt_learner.tokenized_prompts,
-        "buffers/prompt_learner.token_prefix": model.prompt_learner.token_prefix,
-        "buffers/prompt_learner.token_suffix": model.prompt_learner.token_suffix,
-        "buffers/prompt_learner.fixed_embeddings": model.fixed_embeddings,
-    }
-    model.eval()
-    with torch.no_grad():
-        results["outputs/eval_logits"] = model(images)
-    model.train()
-
-    out = model.forward_train(images)
-    terms = promptsrc_loss(out, labels, manifest["text_loss_weight"], manifest["image_loss_weight"])
-    with torch.no_grad():
-        results["outputs/text_features_unnormalized"] = model.encode_text()
-        results["outputs/image_features_unnormalized"] = model.encode_image(images)
-        results["outputs/zs_image_features_unnormalized"] = model.encode_image(images, prompts=False)
-    for key, value in out.items():
-        results[f"outputs/{key}"] = value
-    for key, value in terms.items():
-        results[f"outputs/{key}"] = value
-    results["outputs/l1_text_mean"] = terms["L_scl_text"] / manifest["text_loss_weight"]
-    results["outputs/l1_image_mean"] = terms["L_scl_image"] / manifest["image_loss_weight"]
-
-    optimizer = build_optimizer(model, _optim_cfg(cfg, manifest["lr_used"]))
-    optimizer.zero_grad()
-    terms["loss"].backward()
-    for upstream, ours in key_map.items():
-        results[f"grads/{upstream}"] = params[ours].grad.clone()
-    optimizer.step()
-    for upstream, ours in key_map.items():
-        results[f"after_step/{upstream}"] = params[ours].detach().clone()
-        results[f"momentum_buffer/{upstream}"] = optimizer.state[params[ours]]["momentum_buffer"].clone()
-    results["manifest/gpa_weights"] = torch.tensor(
-        gpa_weights(cfg["OPTIM.MAX_EPOCH"], cfg["TRAINER.PROMPTSRC.GPA_MEAN"], cfg["TRAINER.PROMPTSRC.GPA_STD"])
-    )
+        summary = trainer.forward_backward({"img": images, "label": labels})  # the trainer's own step
+        results["outputs/loss"] = torch.tensor(summary["loss"])
+        tensors = _trainable(trainer, model.upstream_key_map())
+        for upstream, tensor in tensors.items():
+            results[f"grads/{upstream}"] = tensor.grad.clone()
+            results[f"after_step/{upstream}"] = tensor.detach().clone()
+            results[f"momentum_buffer/{upstream}"] = trainer.optim.state[tensor]["momentum_buffer"].clone()
+        results["manifest/gpa_weights"] = torch.tensor(trainer.gpa)
+        expected_gpa = gpa_weights(cfg["OPTIM.MAX_EPOCH"], cfg["TRAINER.PROMPTSRC.GPA_MEAN"], cfg["TRAINER.PROMPTSRC.GPA_STD"])
+        if trainer.max_epoch != cfg["OPTIM.MAX_EPOCH"] or len(expected_gpa) != len(trainer.gpa):
+            raise ValueError(f"{fixture}: the trainer's MAX_EPOCH {trainer.max_epoch} is not the fixture's")
     return results
 
 
 def run_promptkd(fixture: Path, manifest: dict) -> dict[str, torch.Tensor]:
-    """One PromptKD step (teacher from the fixture's checkpoint file) + eval at init and after the step."""
-    cfg = manifest["config"]
-    classnames = manifest["classnames"]
-    kd_cfg = {key.split(".")[-1]: value for key, value in cfg.items() if key.startswith("TRAINER.PROMPTKD.")}
-    teacher_clip = load_clip(kd_cfg["TEACHER_NAME"], str(_resolve(fixture, manifest["teacher_clip_checkpoint"])))
-    state = read_teacher_state(_resolve(fixture, manifest["teacher_checkpoint_file"]))
-    teacher = build_teacher(teacher_clip, classnames, state, kd_cfg["CTX_INIT"])
-    class_vectors = teacher.class_vectors()
+    """One step of the PromptKD trainer (teacher from the fixture's checkpoint file) + eval at init and after."""
+    with tempfile.TemporaryDirectory(prefix="check_golden-cache-") as cache:
+        opts = [
+            "MODEL.BACKBONE.PATH", str(_resolve(fixture, manifest["student_clip_checkpoint"])),
+            "TRAINER.PROMPTKD.TEACHER_BACKBONE_PATH", str(_resolve(fixture, manifest["teacher_clip_checkpoint"])),
+            "TRAINER.PROMPTKD.TEACHER_CKPT", str(_resolve(fixture, manifest["teacher_checkpoint_file"])),
+            "TRAINER.PROMPTKD.CLASS_VECTOR_CACHE", cache,  # empty: the class vectors are computed, not read
+        ]  # fmt: skip
+        with fixture_trainer(fixture, manifest, opts) as trainer:
+            return _promptkd_step(trainer, fixture, manifest)
 
-    student_clip = load_clip(cfg["MODEL.BACKBONE.NAME"], str(_resolve(fixture, manifest["student_clip_checkpoint"])))
-    for p in student_clip.parameters():
-        p.requires_grad_(False)
-    model = PromptKDStudent(
-        student_clip, kd_cfg["N_CTX_VISION"], kd_cfg["PROMPT_DEPTH_VISION"], class_vectors.shape[1], kd_cfg["PROJECT_LAYER"]
-    )
-    freeze_all_but(model, model.trainable_modules())
-    key_map = model.upstream_key_map()
-    init = _load(fixture, "init.pt")
-    own = model.state_dict()
-    missing = sorted(set(key_map) - set(init))
-    if missing:
-        raise KeyError(f"{fixture}/init.pt lacks tensors for this config: {missing}")
-    model.load_state_dict({ours: init[up].reshape(own[ours].shape) for up, ours in key_map.items()}, strict=False)
-    params = dict(model.named_parameters())
-    buffers = dict(model.named_buffers())
 
+def _promptkd_step(trainer, fixture: Path, manifest: dict) -> dict[str, torch.Tensor]:
+    model, teacher, class_vectors = trainer.model, trainer.teacher, trainer.class_vectors
     inputs = _load(fixture, "inputs.pt")
     images, eval_images = inputs["images"], inputs["eval_images"]
-    n_base = -(-len(classnames) // 2)
-    cross = manifest.get("modal", cfg.get("TRAINER.MODAL")) == "cross"
-    slices = {"val": slice(None) if cross else slice(None, n_base), "test": slice(None) if cross else slice(n_base, None)}
+    # the fixture's "val" / "test" logits: the protocol's selection (base classes) and main test (novel classes;
+    # all in cross), scored by the trainer's own class_logits
+    protocol = trainer.protocol
+    evaluations = {"val": protocol.selection_split, "test": protocol.get(protocol.main)}
     student_scale = model.logit_scale.exp()
+    results: dict[str, torch.Tensor] = {"outputs/class_vectors": class_vectors}
 
     def eval_logits(tag: str) -> None:
-        model.eval()
+        trainer.set_model_mode("eval")
         with torch.no_grad():
-            features = model(eval_images)
-            for split, part in slices.items():
-                results[f"outputs/eval_{tag}_{split}_logits"] = student_scale * features @ class_vectors[part].t()
-        model.train()
+            for split, evaluation in evaluations.items():
+                columns = protocol.columns(trainer.partition, evaluation)
+                results[f"outputs/eval_{tag}_{split}_logits"] = trainer.class_logits(eval_images, columns)
+        trainer.set_model_mode("train")
 
-    results: dict[str, torch.Tensor] = {"outputs/class_vectors": class_vectors}
     eval_logits("init")
-    model.train()
+    # what compute_loss computes, term by term; the projector's BatchNorm statistics are put back afterwards,
+    # so that the trainer's own step below starts from the fixture's state
+    running = {name: buffer.clone() for name, buffer in model.named_buffers()}
     with torch.no_grad():
         teacher_features = teacher.image_features(images)
         teacher_logits = teacher.logit_scale * teacher_features @ class_vectors.t()
-    visual = model.visual_features(images)
-    features = torch.nn.functional.normalize(model.projector(visual), dim=-1)
-    student_logits = student_scale * features @ class_vectors.t()
-    terms = kd_loss(student_logits, teacher_logits, manifest["temperature"], manifest["kd_weight"])
+        visual = model.visual_features(images)
+        features = F.normalize(model.projector(visual), dim=-1)
+        student_logits = student_scale * features @ class_vectors.t()
+    for name, buffer in model.named_buffers():
+        buffer.copy_(running[name])
+    kd = trainer.method_cfg
+    terms = kd_loss(student_logits, teacher_logits, kd.TEMPERATURE, kd.KD_WEIGHT)
     if "alt_kd" in manifest:
-        alt = kd_loss(student_logits.detach(), teacher_logits, manifest["alt_kd"]["temperature"], manifest["alt_kd"]["kd_weight"])
+        alt = kd_loss(student_logits, teacher_logits, manifest["alt_kd"]["temperature"], manifest["alt_kd"]["kd_weight"])
         results.update({f"outputs/alt_{k}": v for k, v in alt.items()})
     results.update(
         {
@@ -221,15 +228,14 @@ def run_promptkd(fixture: Path, manifest: dict) -> dict[str, torch.Tensor]:
     )
     results.update({f"outputs/{k}": v for k, v in terms.items()})
 
-    optimizer = build_optimizer(model, _optim_cfg(cfg, manifest["lr_used"]))
-    optimizer.zero_grad()
-    terms["loss"].backward()
-    for upstream, ours in key_map.items():
-        if ours in params:
-            results[f"grads/{upstream}"] = params[ours].grad.reshape(init[upstream].shape).clone()
-    optimizer.step()
-    for upstream, ours in key_map.items():
-        tensor = params[ours] if ours in params else buffers[ours]
+    # the trainer's own step; the labels are never used by the loss
+    batch = {"img": images, "label": inputs.get("labels", torch.zeros(len(images), dtype=torch.long))}
+    summary = trainer.forward_backward(batch)
+    results["outputs/loss"] = torch.tensor(summary["loss"])
+    init = _load(fixture, "init.pt")
+    for upstream, tensor in _trainable(trainer, model.upstream_key_map()).items():
+        if tensor.grad is not None:
+            results[f"grads/{upstream}"] = tensor.grad.reshape(init[upstream].shape).clone()
         results[f"after_step/{upstream}"] = tensor.detach().reshape(init[upstream].shape).clone()
     eval_logits("after_step")
     return results

@@ -1,7 +1,7 @@
 """Write tiny random-weight CLIP checkpoints in OpenAI's format, for tests and the demo.
 
-Same key names and tensor layouts as OpenAI's released files and every tensor float16 (like the golden tiny
-checkpoints, ``golden/README.md`` §1), so they load through exactly the code path real weights take
+Same key names and tensor layouts as OpenAI's released files and every tensor float16 (like the tiny CLIPs of
+the golden fixtures, docs/design.md#golden-fixtures), so they load through exactly the code path real weights take
 (``trainers.backbone``). Two shapes, named after the models they stand in for:
 
   teacher  "ViT-L/14"-like: patch 14, embed dim 768, vision width 64, text width 64, 10 + 10 layers

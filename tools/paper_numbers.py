@@ -1,6 +1,6 @@
 """Published numbers that ``parse_results.py --compare paper`` sets our runs against.
 
-Source: the PromptKD paper (CVPR 2024) as summarised in the spec (``reference-promptkd.md`` §9): Table 1
+Source: the PromptKD paper (CVPR 2024, arXiv 2403.02781; docs/design.md#sources): Table 1
 (base-to-novel, ViT-B/16 students, 3 seeds), supplement Table 10 (the PromptSRC ViT-L/14 teacher), Table 2
 (cross-dataset from ImageNet) and supplement Table 9 (domain generalisation). Datasets are keyed by our
 ``DATASET.NAME``; methods by the paper's column names (see ``paper_method``).

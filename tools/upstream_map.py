@@ -22,7 +22,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-# The repositories, as baselines.md and reference-promptkd.md name them
+# The repositories (docs/design.md#sources lists them with their commits)
 REPOS = {
     "CoOp": "KaiyangZhou/CoOp (CoOp, CoCoOp, zero-shot CLIP)",
     "KgCoOp": "htyao89/KgCoOp",

@@ -1,6 +1,6 @@
 """The one place that turns a backbone name (``"ViT-B/16"``) into a CLIP model.
 
-Resolution rule (DESIGN.md §3): an explicit file (``MODEL.BACKBONE.PATH`` or, for the PromptKD teacher,
+Resolution rule (docs/design.md#backbone-files): an explicit file (``MODEL.BACKBONE.PATH`` or, for the PromptKD teacher,
 ``TRAINER.PROMPTKD.TEACHER_BACKBONE_PATH``) is loaded as given; otherwise the file is looked up in the CLIP cache
 dir (``$CLIP_CACHE_DIR``, default ``~/.cache/clip``), then in ``./clip/`` (where the PromptKD repository keeps
 them), under OpenAI's file name and checked against the SHA256 that OpenAI's download URL embeds. The model is built with open_clip from the checkpoint's own shapes (QuickGELU, as

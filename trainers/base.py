@@ -2,7 +2,10 @@
 and writes its loss.
 
 * loads the frozen CLIP named by ``MODEL.BACKBONE`` (checking ``INPUT.SIZE`` against its resolution);
-* precision from ``TRAINER.<CONFIG_NODE>.PREC`` (``trainers/precision.py``), fp32 trainable masters;
+* its config node ``TRAINER.<CONFIG_NODE>`` declared by the method file itself (``node_defaults``, merged into the
+  config by ``trainers/config.py``), read through ``self.method_cfg``;
+* precision from ``TRAINER.<CONFIG_NODE>.PREC`` (``trainers/precision.py``), fp32 trainable masters, set up when
+  the trainer is constructed (before ``build_model``);
 * one registered model (under upstream's folder name) optimised over all its parameters, of which only the
   trainable ones have gradients (as upstream: weight decay reaches exactly the trainable tensors);
 * checkpoints hold the trainable tensors (and buffers of trainable modules, e.g. BatchNorm statistics) plus
@@ -17,9 +20,11 @@ import warnings
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from yacs.config import CfgNode
 
 from dassl.config import ConfigError
 from dassl.engine import TrainerX
+from dassl.engine.trainer import select_device
 from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils.errors import UserError
@@ -42,16 +47,44 @@ class PromptTrainer(TrainerX):
     CONFIG_NODE = ""  # the TRAINER.<node> holding PREC and the method's keys
     MODEL_NAME = "prompt_learner"  # registered name = checkpoint folder (upstream's)
 
+    # ------------------------------------------------------------------ config node
+
+    @classmethod
+    def node_defaults(cls) -> CfgNode:
+        """The keys of ``TRAINER.<CONFIG_NODE>`` with their defaults (upstream names and types); a method file
+        overrides this. Default: ``PREC`` only."""
+        return CfgNode({"PREC": "fp16"})
+
+    @classmethod
+    def config_defaults(cls) -> dict[str, CfgNode]:
+        return {f"TRAINER.{cls.CONFIG_NODE}": cls.node_defaults()} if cls.CONFIG_NODE else {}
+
+    @classmethod
+    def precision_name(cls, cfg) -> str:
+        """The ``PREC`` this trainer runs with (checked); VPT overrides it (upstream ignores its PREC)."""
+        if not cls.CONFIG_NODE:
+            raise ConfigError(
+                f"{cls.__name__} sets no CONFIG_NODE: a PromptTrainer reads its keys (PREC at least) from "
+                f"TRAINER.<CONFIG_NODE>; set e.g. CONFIG_NODE = \"{cls.__name__.upper()}\" on the class (its keys: "
+                "node_defaults())."
+            )
+        prec = cfg.TRAINER[cls.CONFIG_NODE].PREC
+        if prec not in PRECISIONS:
+            raise ConfigError(f"TRAINER.{cls.CONFIG_NODE}.PREC must be one of {PRECISIONS}, got '{prec}'")
+        return prec
+
     # ------------------------------------------------------------------ set-up
 
-    @property
-    def method_cfg(self):
-        return self.cfg.TRAINER[self.CONFIG_NODE]
+    def __init__(self, cfg) -> None:
+        # state that build_model and the checkpoint hooks rely on exists before the engine calls them
+        self.precision = Precision(self.precision_name(cfg), select_device(cfg))
+        self.loaded_backbones: dict[str, dict] = {}  # what load_backbone loaded, for results.json
+        super().__init__(cfg)
 
-    def check_cfg(self, cfg) -> None:
-        prec = cfg.TRAINER[self.CONFIG_NODE].PREC
-        if prec not in PRECISIONS:
-            raise ConfigError(f"TRAINER.{self.CONFIG_NODE}.PREC must be one of {PRECISIONS}, got '{prec}'")
+    @property
+    def method_cfg(self) -> CfgNode:
+        """This method's config node, ``TRAINER.<CONFIG_NODE>``."""
+        return self.cfg.TRAINER[self.CONFIG_NODE]
 
     def load_backbone(self, name: str | None = None, path: str | None = None, path_key: str = "MODEL.BACKBONE.PATH"):
         """The frozen CLIP (fp32, eval mode); INPUT.SIZE must equal its input resolution, as upstream asserts.
@@ -64,7 +97,7 @@ class PromptTrainer(TrainerX):
         path = cfg.MODEL.BACKBONE.PATH if path is None else path
         print(f"Loading CLIP (backbone: {name})")
         clip_model, info = load_clip_with_info(name, path, path_key=path_key)
-        self.loaded_backbones: dict[str, dict] = {**getattr(self, "loaded_backbones", {}), path_key: info}
+        self.loaded_backbones[path_key] = info
         resolution = clip_model.visual.image_size
         resolution = resolution[0] if isinstance(resolution, (tuple, list)) else resolution
         if cfg.INPUT.SIZE[0] != resolution:
@@ -82,7 +115,6 @@ class PromptTrainer(TrainerX):
         ``registered`` (default: the whole model) is the module that is optimised and checkpointed; CoOp-family
         trainers register their prompt learner, as upstream, so checkpoint keys match upstream's.
         """
-        self.precision = Precision(self.method_cfg.PREC, self.device)
         self.precision.cast_frozen(model)
         model.to(self.device)
         self.model = model
@@ -149,7 +181,7 @@ class PromptTrainer(TrainerX):
         return summary
 
     def non_finite_hint(self) -> str:
-        prec = self.method_cfg.PREC
+        prec = self.precision.prec
         hint = super().non_finite_hint()
         if prec == "fp16":
             hint = (f"TRAINER.{self.CONFIG_NODE}.PREC fp16 overflows easily: try TRAINER.{self.CONFIG_NODE}.PREC amp "
@@ -195,13 +227,12 @@ class PromptTrainer(TrainerX):
             "classnames": list(self.dm.dataset.classnames),
             "config": self.cfg.dump(),
         }
-        extras["grad_scaler"] = self.precision.state_dict() if hasattr(self, "precision") else {}
+        extras["grad_scaler"] = self.precision.state_dict()
         return extras
 
     def restore_checkpoint_extras(self, checkpoint: dict) -> None:
         super().restore_checkpoint_extras(checkpoint)
-        if hasattr(self, "precision"):
-            self.precision.load_state_dict(checkpoint.get("grad_scaler") or {})
+        self.precision.load_state_dict(checkpoint.get("grad_scaler") or {})
 
     def load_model_state_dict(self, name: str, state_dict: dict, strict: bool = True) -> None:
         """Load trainable tensors; tokens rebuilt from class names are dropped; missing ones are an error."""

@@ -25,7 +25,7 @@ class AdapterCLIP(nn.Module):
 
 @TRAINER_REGISTRY.register()
 class CLIPAdapter(PromptTrainer):
-    CONFIG_NODE = "COOP"  # reads TRAINER.COOP.PREC; a method with its own keys adds a node in trainers/config.py
+    CONFIG_NODE = "COOP"  # reads TRAINER.COOP.PREC; own keys: a new CONFIG_NODE + node_defaults()
     MODEL_NAME = "adapter"  # the checkpoint folder
 
     def build_model(self) -> None:

@@ -8,7 +8,7 @@ pi = meta_net(f), added to every context token, so each image gets its own promp
 
 The text encoder runs over all classes once per image (B x n_cls text passes per batch, as upstream).
 Checkpoint: the prompt learner (``prompt_learner/``), keys ``ctx`` and ``meta_net.{linear1,linear2}.{weight,bias}``
-as upstream; trainable tensors are fp32 masters (DESIGN §4) where upstream halves them.
+as upstream; trainable tensors are fp32 masters (docs/design.md#precision) where upstream halves them.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from collections import OrderedDict
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from yacs.config import CfgNode
 
 from dassl.engine import TRAINER_REGISTRY
 
@@ -52,10 +53,9 @@ class CoCoOpPromptLearner(TextPromptLearner):
 class CoCoOpCLIP(nn.Module):
     """Frozen CLIP whose class text features are conditioned on each image."""
 
-    def __init__(self, cfg, classnames: list[str], clip_model: nn.Module) -> None:
+    def __init__(self, clip_model: nn.Module, classnames: list[str], n_ctx: int, ctx_init: str) -> None:
         super().__init__()
-        cocoop = cfg.TRAINER.COCOOP
-        self.prompt_learner = CoCoOpPromptLearner(clip_model, classnames, n_ctx=cocoop.N_CTX, ctx_init=cocoop.CTX_INIT)
+        self.prompt_learner = CoCoOpPromptLearner(clip_model, classnames, n_ctx=n_ctx, ctx_init=ctx_init)
         self.text_encoder = TextEncoder(clip_model)
         self.image_encoder = clip_model.visual
         self.logit_scale = clip_model.logit_scale
@@ -77,9 +77,14 @@ class CoCoOp(PromptTrainer):
     CONFIG_NODE = "COCOOP"
     MODEL_NAME = "prompt_learner"
 
+    @classmethod
+    def node_defaults(cls) -> CfgNode:
+        return CfgNode({"N_CTX": 16, "CTX_INIT": "", "PREC": "fp16"})
+
     def build_model(self) -> None:
+        cocoop = self.method_cfg
         clip_model = self.load_backbone()
-        model = CoCoOpCLIP(self.cfg, self.dm.dataset.classnames, clip_model)
+        model = CoCoOpCLIP(clip_model, self.dm.dataset.classnames, n_ctx=cocoop.N_CTX, ctx_init=cocoop.CTX_INIT)
         freeze_all_but(model, [model.prompt_learner])
         self.register_prompt_model(model, registered=model.prompt_learner)
 

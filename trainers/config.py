@@ -1,16 +1,26 @@
-"""``extend_cfg``: the config nodes of every trainer we ship, with upstream names, types and defaults.
+"""``extend_cfg``: the protocol-level keys the engine defaults lack, plus the config node of every registered trainer.
 
-yacs rejects keys without a default and checks types against the default, so upstream yaml files and
-script flags only load if these match exactly (e.g. PromptSRC's loss weights and GPA values are ints).
+Each method file declares its own node (``config_defaults`` on the trainer class, ``trainers/base.py``), with the
+upstream names, types and defaults: yacs rejects keys without a default and checks every override's type against
+it, so upstream yaml files and script flags only load if these match exactly (e.g. PromptSRC's loss weights are
+ints). The registry is read when ``extend_cfg`` is called, so a trainer registered later (a plugin file loaded by
+``train.py --plugin``, ``dassl/utils/plugins.py``) brings its keys along.
 """
 
 from __future__ import annotations
 
 from yacs.config import CfgNode as CN
 
+from dassl.config import ConfigError
+from dassl.engine import TRAINER_REGISTRY
+
+
+class ConfigNodeConflictError(ConfigError):
+    """Two registered trainers declare the same config key with different defaults (or types)."""
+
 
 def extend_cfg(cfg: CN) -> CN:
-    """Add the trainer nodes and the dataset/protocol keys that the engine defaults do not have (in place)."""
+    """Add the protocol keys and every registered trainer's config nodes to ``cfg`` (in place)."""
     # Protocol (dassl/evaluation/protocol.py): which classes a standard run keeps (all, base, new)
     cfg.DATASET.SUBSAMPLE_CLASSES = "all"
     # Ours (datasets/common.py): which splits a dataset builds. auto = transductive for PromptKD, else standard
@@ -22,96 +32,45 @@ def extend_cfg(cfg: CN) -> CN:
     cfg.DATASET.READ_UPSTREAM_PKL = False
     # PromptKD's protocol switch (base2novel or cross); read by the dataset classes for the student's splits
     cfg.TRAINER.MODAL = "base2novel"
-    cfg.TEST.NO_TEST = False
     # Ours: an explicit CLIP checkpoint file (empty: look up MODEL.BACKBONE.NAME in the CLIP cache dir)
     cfg.MODEL.BACKBONE.PATH = ""
-
-    cfg.TRAINER.COOP = CN()
-    cfg.TRAINER.COOP.N_CTX = 16  # number of context vectors
-    cfg.TRAINER.COOP.CSC = False  # class-specific context
-    cfg.TRAINER.COOP.CTX_INIT = ""  # initialization words
-    cfg.TRAINER.COOP.PREC = "fp16"  # fp16, fp32, bf16, amp
-    cfg.TRAINER.COOP.CLASS_TOKEN_POSITION = "end"  # 'middle' or 'end' or 'front'
-    cfg.TRAINER.COOP.W = 1.0  # KgCoOp: weight of the knowledge-guided loss
-    cfg.TRAINER.COOP.ALPHA = 1.0  # declared by KgCoOp's train.py, never read
-
-    cfg.TRAINER.COCOOP = CN()
-    cfg.TRAINER.COCOOP.N_CTX = 16
-    cfg.TRAINER.COCOOP.CTX_INIT = ""
-    cfg.TRAINER.COCOOP.PREC = "fp16"
-
-    cfg.TRAINER.MAPLE = CN()
-    cfg.TRAINER.MAPLE.N_CTX = 2
-    cfg.TRAINER.MAPLE.CTX_INIT = "a photo of a"
-    cfg.TRAINER.MAPLE.PREC = "fp16"
-    cfg.TRAINER.MAPLE.PROMPT_DEPTH = 9  # max 12, min 0; 1 = shallow MaPLe (J=1)
-
-    cfg.TRAINER.IVLP = CN()
-    cfg.TRAINER.IVLP.N_CTX_VISION = 2
-    cfg.TRAINER.IVLP.N_CTX_TEXT = 2
-    cfg.TRAINER.IVLP.CTX_INIT = "a photo of a"
-    cfg.TRAINER.IVLP.PREC = "fp16"
-    cfg.TRAINER.IVLP.PROMPT_DEPTH_VISION = 9  # max 12, min 0; 0 = no vision prompts
-    cfg.TRAINER.IVLP.PROMPT_DEPTH_TEXT = 9
-
-    cfg.TRAINER.VPT = CN()
-    cfg.TRAINER.VPT.N_CTX_VISION = 2
-    cfg.TRAINER.VPT.CTX_INIT = "a photo of a"  # unused upstream
-    cfg.TRAINER.VPT.PREC = "fp16"
-    # Ours: upstream VPT runs in fp32 whatever PREC says (its loader returns model.float()); True honours PREC
-    cfg.TRAINER.VPT.HONOUR_PREC = False
-    cfg.TRAINER.VPT.PROMPT_DEPTH_VISION = 1  # 1 = shallow VPT
-
-    cfg.TRAINER.PROMPTSRC = CN()
-    cfg.TRAINER.PROMPTSRC.N_CTX_VISION = 4
-    cfg.TRAINER.PROMPTSRC.N_CTX_TEXT = 4
-    cfg.TRAINER.PROMPTSRC.CTX_INIT = "a photo of a"
-    cfg.TRAINER.PROMPTSRC.PREC = "fp16"
-    cfg.TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION = 9
-    cfg.TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT = 9
-    cfg.TRAINER.PROMPTSRC.TEXT_LOSS_WEIGHT = 25  # int, as upstream
-    cfg.TRAINER.PROMPTSRC.IMAGE_LOSS_WEIGHT = 10
-    cfg.TRAINER.PROMPTSRC.GPA_MEAN = 15
-    cfg.TRAINER.PROMPTSRC.GPA_STD = 1
-    # Ours: encode the class prompts in chunks of this many (0 = all at once), with activation checkpointing
-    # when training, so teacher memory does not grow with the number of classes (results are unchanged)
-    cfg.TRAINER.PROMPTSRC.TEXT_CHUNK = 0
-
-    cfg.TRAINER.PROMPTKD = CN()
-    cfg.TRAINER.PROMPTKD.N_CTX_VISION = 4
-    cfg.TRAINER.PROMPTKD.N_CTX_TEXT = 4
-    cfg.TRAINER.PROMPTKD.CTX_INIT = "a photo of a"
-    cfg.TRAINER.PROMPTKD.PREC = "fp16"
-    cfg.TRAINER.PROMPTKD.PROMPT_DEPTH_VISION = 9
-    cfg.TRAINER.PROMPTKD.PROMPT_DEPTH_TEXT = 9
-    cfg.TRAINER.PROMPTKD.PROJECT_LAYER = 2  # projector depth (upstream ignores it and always builds 2)
-    cfg.TRAINER.PROMPTKD.CE_WEIGHT = 0.0  # declared upstream, never read
-    cfg.TRAINER.PROMPTKD.KD_WEIGHT = 1.0
-    cfg.TRAINER.PROMPTKD.TEMPERATURE = 1.0
-    # Upstream's default is the typo "ViT/L-14"; every upstream yaml sets "ViT-L/14", which we take as default.
-    cfg.TRAINER.PROMPTKD.TEACHER_NAME = "ViT-L/14"
-    # Where the teacher's CLIP weights are (empty: the CLIP cache dir, see trainers/backbone.py)
-    cfg.TRAINER.PROMPTKD.TEACHER_BACKBONE_PATH = ""
-    # The teacher's PromptSRC checkpoint (ours or upstream's); empty = upstream's path pattern
-    # (teacher_model/<DATASET.NAME>/VLPromptLearner/model-best.pth.tar; cross: ImageNet-xd/VLPromptLearner_large)
-    cfg.TRAINER.PROMPTKD.TEACHER_CKPT = ""
-    # Where the teacher's class vectors are cached (empty = $PROMPTKD_CACHE_DIR or ~/.cache/promptkd)
-    cfg.TRAINER.PROMPTKD.CLASS_VECTOR_CACHE = ""
-    # Ours: a saved PromptKD student (run folder or checkpoint) whose own class vectors are used when its class names
-    # are this dataset's, so no teacher file or cache is needed; train.py sets it to --model-dir with --eval-only
-    cfg.TRAINER.PROMPTKD.CLASS_VECTORS_FROM = ""
-    # Ours: "promptsrc" = a prompted PromptSRC teacher (TEACHER_CKPT); "plain" = the unprompted CLIP TEACHER_NAME
-    # (TEACHER_BACKBONE_PATH) as the teacher, its class vectors a template ensemble (no TEACHER_CKPT needed)
-    cfg.TRAINER.PROMPTKD.TEACHER_KIND = "promptsrc"
-    # Ours: the plain teacher's templates: imagenet80 (OpenAI's 80), imagenet60 (PromptSRC's), select (ZeroshotCLIP2's
-    # 7 + the dataset's template), custom (the dataset's template)
-    cfg.TRAINER.PROMPTKD.TEACHER_TEMPLATES = "imagenet80"
-
-    # ProGrad (the KgCoOp repository's Dassl.ProGrad fork): its loss keys, with upstream's names and types
-    cfg.LOSS = CN()
-    cfg.LOSS.GM = False  # declared upstream, never read
-    cfg.LOSS.NAME = ""  # "prograd" selects the prompt-aligned gradient
-    cfg.LOSS.ALPHA = 0.0  # declared upstream, never read
-    cfg.LOSS.T = 1.0  # temperature of the KL to the zero-shot CLIP's logits
-    cfg.LOSS.LAMBDA = 1.0  # how much of the conflicting gradient component is removed (1.0 = all of it)
+    add_trainer_nodes(cfg)
     return cfg
+
+
+def add_trainer_nodes(cfg: CN) -> None:
+    """Merge ``config_defaults()`` of every registered trainer into ``cfg``.
+
+    Trainers may share a node (KgCoOp and ProGrad read ``TRAINER.COOP``); a key two of them declare must have the
+    same default and type, otherwise which one wins would depend on the registration order.
+    """
+    owners: dict[str, str] = {}  # full key -> the trainer that declared it first
+    for name in TRAINER_REGISTRY.registered_names():
+        trainer = TRAINER_REGISTRY.get(name)
+        declare = getattr(trainer, "config_defaults", None)  # Dassl-style trainers may lack the hook
+        for path, node in (declare() if declare is not None else {}).items():
+            _merge_node(cfg, path, node, name, owners)
+
+
+def _merge_node(cfg: CN, path: str, defaults: CN, trainer: str, owners: dict[str, str]) -> None:
+    target = cfg
+    for part in path.split("."):
+        if part not in target:
+            target[part] = CN()
+        target = target[part]
+        if not isinstance(target, CN):
+            raise ConfigNodeConflictError(f"{trainer} declares the config node {path}, but {part} is a key, not a node")
+    for key, value in defaults.items():
+        full_key = f"{path}.{key}"
+        if isinstance(value, CN):
+            _merge_node(cfg, full_key, value, trainer, owners)
+            continue
+        if key in target and (type(target[key]) is not type(value) or target[key] != value):
+            first = owners.get(full_key, "the engine defaults")
+            raise ConfigNodeConflictError(
+                f"{full_key}: {trainer} declares the default {value!r} ({type(value).__name__}), {first} declares "
+                f"{target[key]!r} ({type(target[key]).__name__}). Give {trainer} its own CONFIG_NODE, or use the "
+                "same default."
+            )
+        target[key] = value
+        owners.setdefault(full_key, trainer)

@@ -17,10 +17,13 @@ Checkpoint folder ``VLPromptLearner/``; our keys map to upstream's through ``IVL
 
 from __future__ import annotations
 
+from yacs.config import CfgNode
+
+from dassl.config import ConfigError
 from dassl.engine import TRAINER_REGISTRY
 
 from .base import PromptTrainer
-from .prompt_models import IVLPCLIP
+from .prompt_models import IVLPCLIP, IVLPDesign
 from .prompting import freeze_all_but
 
 
@@ -29,32 +32,35 @@ class IVLP(PromptTrainer):
     CONFIG_NODE = "IVLP"
     MODEL_NAME = "VLPromptLearner"
 
+    @classmethod
+    def node_defaults(cls) -> CfgNode:
+        return CfgNode(
+            {
+                "N_CTX_VISION": 2,
+                "N_CTX_TEXT": 2,
+                "CTX_INIT": "a photo of a",
+                "PREC": "fp16",
+                "PROMPT_DEPTH_VISION": 9,  # max 12, min 0; 0 = no vision prompts
+                "PROMPT_DEPTH_TEXT": 9,
+            }
+        )
+
     def check_cfg(self, cfg) -> None:
         super().check_cfg(cfg)
         ivlp = cfg.TRAINER.IVLP
         if ivlp.PROMPT_DEPTH_VISION > 0 and ivlp.N_CTX_VISION < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"TRAINER.IVLP.PROMPT_DEPTH_VISION {ivlp.PROMPT_DEPTH_VISION} needs N_CTX_VISION >= 1 "
                 "(or set PROMPT_DEPTH_VISION 0 for no vision prompts)"
             )
         if ivlp.PROMPT_DEPTH_VISION < 0:
-            raise ValueError(f"TRAINER.IVLP.PROMPT_DEPTH_VISION must be >= 0, got {ivlp.PROMPT_DEPTH_VISION}")
+            raise ConfigError(f"TRAINER.IVLP.PROMPT_DEPTH_VISION must be >= 0, got {ivlp.PROMPT_DEPTH_VISION}")
 
     def build_model(self) -> None:
-        ivlp = self.method_cfg
         clip_model = self.load_backbone()
-        model = IVLPCLIP(
-            clip_model,
-            self.dm.dataset.classnames,
-            n_ctx_text=ivlp.N_CTX_TEXT,
-            n_ctx_vision=ivlp.N_CTX_VISION,
-            depth_text=ivlp.PROMPT_DEPTH_TEXT,
-            depth_vision=ivlp.PROMPT_DEPTH_VISION,
-            ctx_init=ivlp.CTX_INIT,
-        )
+        model = IVLPCLIP(clip_model, self.dm.dataset.classnames, IVLPDesign.from_node(self.method_cfg))
         freeze_all_but(model, model.trainable_modules())
         self.register_prompt_model(model)
-
 
     def upstream_key_map(self) -> dict[str, str]:
         """{upstream state_dict key: our key} for the trainable tensors."""

@@ -22,14 +22,15 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from yacs.config import CfgNode
 
 from dassl.engine import TRAINER_REGISTRY
 from dassl.metrics import compute_accuracy
 
 from .base import PromptTrainer
-from .prompting import TextEncoder, TextPromptLearner, freeze_all_but
+from .prompt_models import CoOpCLIP, coop_node_defaults
+from .prompting import class_text_features, freeze_all_but
 from .templates import custom_template
-from .zsclip import encode_class_prompts
 
 # KgCoOp's template table = the zero-shot CUSTOM_TEMPLATES except this entry.
 KGCOOP_TEMPLATE_OVERRIDES = {"DescribableTextures": "a photo of a {}, a type of texture."}
@@ -41,34 +42,18 @@ def kgcoop_template(dataset_name: str) -> str:
     return KGCOOP_TEMPLATE_OVERRIDES.get(dataset_name, custom_template(dataset_name))
 
 
-class KgCoOpCLIP(nn.Module):
-    """CoOp CLIP + the frozen hand-crafted class features ``clip_text_features`` (set by ``set_anchor``)."""
+class KgCoOpCLIP(CoOpCLIP):
+    """CoOp CLIP ("end" prompt) + the frozen hand-crafted class features ``clip_text_features`` (``set_anchor``)."""
 
-    def __init__(self, cfg, classnames: list[str], clip_model: nn.Module) -> None:
-        super().__init__()
-        coop = cfg.TRAINER.COOP
-        ctx_init = KGCOOP_CTX_INIT if coop.CTX_INIT else ""
-        self.prompt_learner = TextPromptLearner(
-            clip_model,
-            classnames,
-            n_ctx=coop.N_CTX,
-            ctx_init=ctx_init,
-            init_family="coop",
-            csc=coop.CSC and not ctx_init,  # upstream ignores CSC when the context comes from the phrase
-            class_token_position="end",
-        )
-        self.text_encoder = TextEncoder(clip_model)
-        self.image_encoder = clip_model.visual
-        self.logit_scale = clip_model.logit_scale
+    def __init__(self, clip_model: nn.Module, classnames: list[str], n_ctx: int, ctx_init: str, csc: bool) -> None:
+        ctx_init = KGCOOP_CTX_INIT if ctx_init else ""
+        # upstream ignores CSC when the context comes from the phrase, and the class-token position
+        super().__init__(clip_model, classnames, n_ctx, ctx_init, csc=csc and not ctx_init, class_token_position="end")
         self.register_buffer("clip_text_features", torch.empty(0), persistent=False)
 
     def set_anchor(self, clip_text_features: torch.Tensor) -> None:
         """The normalised hand-crafted text features (n_cls, d), rebuilt from the class names, never saved."""
         self.clip_text_features = clip_text_features.detach().float()
-
-    def text_features(self) -> torch.Tensor:
-        features = self.text_encoder(self.prompt_learner(), self.prompt_learner.tokenized_prompts)
-        return F.normalize(features, dim=-1)  # (n_cls, d)
 
     def forward_train(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (batch, n_cls) and the learned text features (n_cls, d), normalised."""
@@ -91,23 +76,30 @@ class KgCoOp(PromptTrainer):
     CONFIG_NODE = "COOP"
     MODEL_NAME = "prompt_learner"
 
+    @classmethod
+    def node_defaults(cls) -> CfgNode:
+        node = coop_node_defaults()
+        node.W = 1.0  # weight of the knowledge-guided loss
+        node.ALPHA = 1.0  # declared by KgCoOp's train.py, never read
+        return node
+
     def build_model(self) -> None:
-        classnames = self.dm.dataset.classnames
+        coop, classnames = self.method_cfg, self.dm.dataset.classnames
         clip_model = self.load_backbone()
-        model = KgCoOpCLIP(self.cfg, classnames, clip_model)
+        model = KgCoOpCLIP(clip_model, classnames, n_ctx=coop.N_CTX, ctx_init=coop.CTX_INIT, csc=coop.CSC)
         freeze_all_but(model, [model.prompt_learner])
         self.register_prompt_model(model, registered=model.prompt_learner)
         template = kgcoop_template(self.cfg.DATASET.NAME)
         print(f"Hand-crafted anchor template: {template!r}")
         clip_model.to(self.device)  # the same frozen CLIP (already in the storage precision)
         with self.precision.autocast():
-            model.set_anchor(encode_class_prompts(clip_model, [template], classnames, self.device))
+            model.set_anchor(class_text_features(clip_model, classnames, [template]))
 
     def compute_loss(self, image, label):
         logits, text_features = self.model.forward_train(image)
         loss_ce = F.cross_entropy(logits, label)
         loss_kg = kg_loss(text_features, self.model.clip_text_features)
-        loss = loss_ce + self.cfg.TRAINER.COOP.W * loss_kg
+        loss = loss_ce + self.method_cfg.W * loss_kg
         summary = {
             "loss": loss.item(),
             "ce": loss_ce.item(),

@@ -20,7 +20,7 @@ Checkpoint folder ``MultiModalPromptLearner/``. The module names are chosen so t
 
 Deliberate differences: the widths d_t, d_v are read from the backbone (upstream hard-codes 512 -> 768, i.e.
 ViT-B/16 only); trainable tensors are fp32 masters under TRAINER.MAPLE.PREC (upstream keeps ctx and proj in
-fp16 and the rest fp32, cast with ``.half()`` where inserted; DESIGN §4).
+fp16 and the rest fp32, cast with ``.half()`` where inserted; docs/design.md#precision).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import copy
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from yacs.config import CfgNode
 
 from dassl.engine import TRAINER_REGISTRY
 
@@ -105,6 +106,11 @@ class MaPLe(PromptTrainer):
     CONFIG_NODE = "MAPLE"
     MODEL_NAME = "MultiModalPromptLearner"
 
+    @classmethod
+    def node_defaults(cls) -> CfgNode:
+        # PROMPT_DEPTH: max 12, min 1; 1 = shallow MaPLe (J=1)
+        return CfgNode({"N_CTX": 2, "CTX_INIT": "a photo of a", "PREC": "fp16", "PROMPT_DEPTH": 9})
+
     def build_model(self) -> None:
         maple = self.method_cfg
         clip_model = self.load_backbone()
@@ -113,7 +119,6 @@ class MaPLe(PromptTrainer):
         )
         freeze_all_but(model, model.trainable_modules())
         self.register_prompt_model(model)
-
 
     def upstream_key_map(self) -> dict[str, str]:
         return self.model.upstream_key_map()

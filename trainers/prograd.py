@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from yacs.config import CfgNode
 
+from dassl.config import ConfigError
 from dassl.engine import TRAINER_REGISTRY
 from dassl.metrics import compute_accuracy
 
 from .base import PromptTrainer
-from .coop import CoOpCLIP  # ProGrad is CoOp's model with another gradient rule
-from .prompting import freeze_all_but
+from .prompt_models import CoOpCLIP, coop_node_defaults  # ProGrad is CoOp's model with another gradient rule
+from .prompting import class_text_features, freeze_all_but
 from .templates import custom_template
-from .zsclip import encode_class_prompts
 
 
 def prograd_losses(logits: torch.Tensor, zs_logits: torch.Tensor, label: torch.Tensor, temperature: float):
@@ -47,22 +48,43 @@ class ProGrad(PromptTrainer):
     CONFIG_NODE = "COOP"
     MODEL_NAME = "prompt_learner"
 
+    @classmethod
+    def node_defaults(cls) -> CfgNode:
+        return coop_node_defaults()
+
+    @classmethod
+    def config_defaults(cls) -> dict[str, CfgNode]:
+        """TRAINER.COOP plus the Dassl.ProGrad fork's ``LOSS`` node, with upstream's names and types."""
+        loss = CfgNode(
+            {
+                "GM": False,  # declared upstream, never read
+                "NAME": "",  # "prograd" selects the prompt-aligned gradient
+                "ALPHA": 0.0,  # declared upstream, never read
+                "T": 1.0,  # temperature of the KL to the zero-shot CLIP's logits
+                "LAMBDA": 1.0,  # how much of the conflicting gradient component is removed (1.0 = all of it)
+            }
+        )
+        return {**super().config_defaults(), "LOSS": loss}
+
     def check_cfg(self, cfg) -> None:
         super().check_cfg(cfg)
         if cfg.LOSS.NAME not in ("", "prograd"):
-            raise ValueError(f"LOSS.NAME must be 'prograd' (or '' for plain CoOp), got '{cfg.LOSS.NAME}'")
+            raise ConfigError(f"LOSS.NAME must be 'prograd' (or '' for plain CoOp), got '{cfg.LOSS.NAME}'")
 
     def build_model(self) -> None:
-        classnames = self.dm.dataset.classnames
+        coop, classnames = self.method_cfg, self.dm.dataset.classnames
         clip_model = self.load_backbone()
-        model = CoOpCLIP(self.cfg, classnames, clip_model)
+        model = CoOpCLIP(
+            clip_model, classnames, n_ctx=coop.N_CTX, ctx_init=coop.CTX_INIT, csc=coop.CSC,
+            class_token_position=coop.CLASS_TOKEN_POSITION,
+        )  # fmt: skip
         freeze_all_but(model, [model.prompt_learner])
         self.register_prompt_model(model, registered=model.prompt_learner)
         template = custom_template(self.cfg.DATASET.NAME)
         print(f"Zero-shot logits from the template {template!r}")
         clip_model.to(self.device)
         with torch.no_grad(), self.precision.autocast():
-            self.zs_text_features = encode_class_prompts(clip_model, [template], classnames, self.device).float()
+            self.zs_text_features = class_text_features(clip_model, classnames, [template]).float()
 
     def zero_shot_logits(self, image: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

@@ -9,7 +9,7 @@
   parameter names and code stay as they are, and the same frozen backbone runs prompt-free when no prompts are
   set (PromptSRC's frozen reference encoder shares it instead of keeping a second copy).
 
-Layout conventions (upstream, reference-promptkd.md §7): prompt depth J counts the input layer. Vision: layer-0
+Layout conventions (upstream's; docs/design.md#deep-prompts): prompt depth J counts the input layer. Vision: layer-0
 prompts are appended after [CLS, patches] (after the positional embedding, before ln_pre); block i in 1..J-1
 replaces the last n_ctx tokens with its own. Text: layer-0 prompts are the learner's context (positions
 1..n_ctx); block i in 1..J-1 overwrites positions 1..n_ctx. Prompts are fp32 parameters cast to the activation
@@ -29,8 +29,11 @@ from torch.utils.checkpoint import checkpoint
 
 from dassl.utils.errors import UserError
 
+from .templates import DEFAULT_TEMPLATE
+
 __all__ = [
     "tokenize",
+    "class_text_features",
     "TextEncoder",
     "TextPromptLearner",
     "DeepPrompts",
@@ -51,16 +54,31 @@ def tokenize(texts: str | Sequence[str], context_length: int = 77) -> torch.Tens
 # text tower over embeddings
 
 
-CLASS_PROMPT = "a photo of a {}."
+CLASS_PROMPT = DEFAULT_TEMPLATE  # "a photo of a {}."
 
 
 @torch.no_grad()
-def class_text_features(clip_model: nn.Module, classnames: list[str], prompt: str = CLASS_PROMPT) -> torch.Tensor:
-    """The frozen CLIP's L2-normalised text features of ``prompt`` per class (n_cls, embed_dim): a fixed
-    classifier for methods that train only the image side (VPT, adapters)."""
+def class_text_features(
+    clip_model: nn.Module, classnames: Sequence[str], templates: Sequence[str] = (CLASS_PROMPT,), normalize: bool = True
+) -> torch.Tensor:
+    """The frozen CLIP's text features per class (n_cls, embed_dim), averaged over ``templates``: the one place
+    that turns class names into fixed text features (zero-shot classifiers, KgCoOp's anchor, ProGrad's zero-shot
+    logits, VPT's and CLIP-Adapter's classifier, PromptSRC's references).
+
+    ``normalize``: each template's features are L2-normalised before averaging and the mean is normalised again
+    (CoOp's zero-shot ensemble; with one template simply the normalised features). ``normalize=False`` averages
+    the raw features (PromptSRC's ``fixed_embeddings``).
+    """
     device = clip_model.logit_scale.device
-    tokens = tokenize([prompt.format(name.replace("_", " ")) for name in classnames]).to(device)
-    return F.normalize(clip_model.encode_text(tokens), dim=-1)
+    context_length = clip_model.positional_embedding.shape[0]
+    names = [name.replace("_", " ") for name in classnames]
+    per_template = []
+    for template in templates:
+        tokens = tokenize([template.format(name) for name in names], context_length).to(device)
+        features = clip_model.encode_text(tokens)  # no prompts are set: the frozen CLIP
+        per_template.append(F.normalize(features, dim=-1) if normalize else features)
+    mean = torch.stack(per_template, dim=1).mean(dim=1)  # (n_cls, d)
+    return F.normalize(mean, dim=-1) if normalize and len(per_template) > 1 else mean
 
 
 class TextEncoder(nn.Module):
@@ -135,7 +153,7 @@ class TextPromptLearner(nn.Module):
         context_length = clip_model.positional_embedding.shape[0]
         ctx_dim = clip_model.ln_final.weight.shape[0]
         embed = clip_model.token_embedding
-        dtype = torch.float32  # trainable tensors are fp32 masters (DESIGN §4)
+        dtype = torch.float32  # trainable tensors are fp32 masters (docs/design.md#precision)
 
         ctx_init = ctx_init.replace("_", " ").strip()
         use_phrase = bool(ctx_init) and (init_family == "coop" or n_ctx <= 4)

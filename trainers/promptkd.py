@@ -7,7 +7,7 @@ computed once) as the shared classifier, so the student needs no text encoder at
     student_logits = s * norm(P(f_student(x))) @ W.T        teacher_logits = t * norm(f_teacher(x)) @ W.T
     kd_loss = KD_WEIGHT * T^2 * sum KL(p_teacher || p_student) / (B * N)        (labels are never used)
 
-Deliberate differences (DESIGN §4): W is computed once after the teacher is loaded (bit-identical to upstream's
+Deliberate differences (docs/design.md#promptkd): W is computed once after the teacher is loaded (bit-identical to upstream's
 per-step recomputation) and cached on disk; the student's eval never runs the teacher; PROJECT_LAYER is honoured;
 the teacher's design is read from its checkpoint. Checkpoint key mapping to upstream: ``upstream_key_map``.
 """
@@ -20,6 +20,7 @@ import os.path as osp
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from yacs.config import CfgNode
 
 from dassl.engine import TRAINER_REGISTRY
 from dassl.utils.torchtools import preserved_rng_state
@@ -109,8 +110,44 @@ class PromptKD(PromptTrainer):
     CONFIG_NODE = "PROMPTKD"
     MODEL_NAME = "VLPromptLearner"
 
+    @classmethod
+    def node_defaults(cls) -> CfgNode:
+        return CfgNode(
+            {
+                "N_CTX_VISION": 4,
+                "N_CTX_TEXT": 4,
+                "CTX_INIT": "a photo of a",
+                "PREC": "fp16",
+                "PROMPT_DEPTH_VISION": 9,
+                "PROMPT_DEPTH_TEXT": 9,
+                "PROJECT_LAYER": 2,  # projector depth (upstream ignores it and always builds 2)
+                "CE_WEIGHT": 0.0,  # declared upstream, never read
+                "KD_WEIGHT": 1.0,
+                "TEMPERATURE": 1.0,
+                # Upstream's default is the typo "ViT/L-14"; every upstream yaml sets "ViT-L/14", our default
+                "TEACHER_NAME": "ViT-L/14",
+                # Where the teacher's CLIP weights are (empty: the CLIP cache dir, see trainers/backbone.py)
+                "TEACHER_BACKBONE_PATH": "",
+                # The teacher's PromptSRC checkpoint (ours or upstream's); empty = upstream's path pattern
+                # (teacher_model/<DATASET.NAME>/VLPromptLearner/model-best.pth.tar; cross: ImageNet-xd/...)
+                "TEACHER_CKPT": "",
+                # Where the teacher's class vectors are cached (empty = $PROMPTKD_CACHE_DIR or ~/.cache/promptkd)
+                "CLASS_VECTOR_CACHE": "",
+                # Ours: a saved student (run folder or checkpoint) whose own class vectors are used when its class
+                # names are this dataset's, so no teacher file or cache is needed; train.py sets it to --model-dir
+                # with --eval-only
+                "CLASS_VECTORS_FROM": "",
+                # Ours: "promptsrc" = a prompted PromptSRC teacher (TEACHER_CKPT); "plain" = the unprompted CLIP
+                # TEACHER_NAME (TEACHER_BACKBONE_PATH), its class vectors a template ensemble (no TEACHER_CKPT)
+                "TEACHER_KIND": "promptsrc",
+                # Ours: the plain teacher's templates: imagenet80 (OpenAI's 80), imagenet60 (PromptSRC's), select
+                # (ZeroshotCLIP2's 7 + the dataset's template), custom (the dataset's template)
+                "TEACHER_TEMPLATES": "imagenet80",
+            }
+        )
+
     def build_model(self) -> None:
-        kd = self.cfg.TRAINER.PROMPTKD
+        kd = self.method_cfg
         classnames = self.dm.dataset.classnames
 
         # the teacher: frozen, eval mode, not registered (never saved, never optimised). Its class vectors are
@@ -132,12 +169,9 @@ class PromptKD(PromptTrainer):
         )
         freeze_all_but(model, model.trainable_modules())
         self.register_prompt_model(model)
-        if self.teacher is not None:
-            self.precision.cast_frozen(self.teacher)
-
     def teacher_class_vectors(self, classnames: list[str]) -> torch.Tensor:
         """The teacher's class vectors of ``classnames``: from the cache, else computed (and cached) by the teacher."""
-        kd = self.cfg.TRAINER.PROMPTKD
+        kd = self.method_cfg
         if kd.TEACHER_KIND == "plain":
             return self.plain_teacher_class_vectors(classnames)
         self.teacher_ckpt = resolve_teacher_checkpoint(kd.TEACHER_CKPT or default_teacher_checkpoint(self.cfg))
@@ -163,13 +197,14 @@ class PromptKD(PromptTrainer):
             # the teacher is built here on a cold cache and only when training starts on a warm one: built outside
             # the random streams, so the student's initialisation (and every number) is the same either way
             with preserved_rng_state():
-                self.teacher = self.build_teacher()
-                cached = cached_class_vectors(self.teacher, cache_dir, key)
+                teacher = self.build_teacher()
+                cached = cached_class_vectors(teacher, cache_dir, key)  # from the fp32 teacher
+            self.teacher = self.precision.cast_frozen(teacher)  # cast once, to the storage precision
         return cached
 
     def plain_teacher_class_vectors(self, classnames: list[str]) -> torch.Tensor:
         """TEACHER_KIND plain: an unprompted CLIP's template-ensemble class vectors (cached like the prompted ones)."""
-        kd = self.cfg.TRAINER.PROMPTKD
+        kd = self.method_cfg
         self.teacher_ckpt, self.teacher_record = "", None
         templates = teacher_templates(kd.TEACHER_TEMPLATES, self.cfg.DATASET.NAME)
         print(f"Teacher: plain CLIP {kd.TEACHER_NAME} without prompts, class vectors from {len(templates)} templates "
@@ -183,13 +218,14 @@ class PromptKD(PromptTrainer):
         cached = cached_class_vectors(None, cache_dir, key)
         if cached is None:
             with preserved_rng_state():
-                self.teacher = self.build_teacher()
-                cached = cached_class_vectors(self.teacher, cache_dir, key)
+                teacher = self.build_teacher()
+                cached = cached_class_vectors(teacher, cache_dir, key)  # from the fp32 teacher
+            self.teacher = self.precision.cast_frozen(teacher)  # cast once, to the storage precision
         return cached
 
     def student_record(self) -> dict:
         """What the checkpoint carries so the student works alone (``trainers/student_record.py``)."""
-        cfg, kd = self.cfg, self.cfg.TRAINER.PROMPTKD
+        cfg, kd = self.cfg, self.method_cfg
         if not hasattr(self, "_backbone_sha256"):
             self._backbone_sha256 = clip_file_sha256(self.loaded_backbones["MODEL.BACKBONE.PATH"]["file"])
         backbone = self.loaded_backbones["MODEL.BACKBONE.PATH"]
@@ -242,21 +278,18 @@ class PromptKD(PromptTrainer):
             )
 
     def build_teacher(self) -> FrozenTeacher | PlainTeacher:
-        kd = self.cfg.TRAINER.PROMPTKD
+        """The frozen teacher on the device, in fp32 (its class vectors are computed in fp32; the caller casts it
+        to the storage precision once)."""
+        kd = self.method_cfg
         if kd.TEACHER_KIND == "plain":
             clip_model = self.load_backbone(kd.TEACHER_NAME, kd.TEACHER_BACKBONE_PATH,
                                             "TRAINER.PROMPTKD.TEACHER_BACKBONE_PATH")  # fmt: skip
             templates = teacher_templates(kd.TEACHER_TEMPLATES, self.cfg.DATASET.NAME)
             teacher = PlainTeacher(clip_model, self.dm.dataset.classnames, templates).to(self.device)
-            if hasattr(self, "precision"):
-                self.precision.cast_frozen(teacher)
-            return teacher
+            return teacher  # fp32: the caller casts it once
         state = read_teacher_state(self.teacher_ckpt)
         clip_model = self.load_backbone(kd.TEACHER_NAME, kd.TEACHER_BACKBONE_PATH, "TRAINER.PROMPTKD.TEACHER_BACKBONE_PATH")
-        teacher = build_teacher(clip_model, self.dm.dataset.classnames, state, kd.CTX_INIT).to(self.device)
-        if hasattr(self, "precision"):
-            self.precision.cast_frozen(teacher)
-        return teacher
+        return build_teacher(clip_model, self.dm.dataset.classnames, state, kd.CTX_INIT).to(self.device)
 
     # ------------------------------------------------------------------ training
 
@@ -285,7 +318,7 @@ class PromptKD(PromptTrainer):
     def before_train(self) -> None:
         if self.teacher is None:
             with preserved_rng_state():
-                self.teacher = self.build_teacher()
+                self.teacher = self.precision.cast_frozen(self.build_teacher())
         super().before_train()
 
     def results_extras(self) -> dict:

@@ -8,8 +8,8 @@ In this toolkit it is also stage 1 of PromptKD: the ViT-L/14 teacher (``vit_l14_
     loss = CE + L_scl_logits + TEXT_LOSS_WEIGHT * L1(text) + IMAGE_LOSS_WEIGHT * L1(image)
     L_scl_logits = sum KL(p_zs || p) / (B * N)          (T = 1, not batchmean)
 
-Deliberate differences (DESIGN §4): the frozen reference image encoder is the same frozen backbone run without
-prompts (upstream keeps a second copy), and GPA averages the trainable tensors only.
+Deliberate differences (docs/design.md#promptsrc): the frozen reference image encoder is the same frozen backbone
+run without prompts (upstream keeps a second copy), and GPA averages the trainable tensors only.
 """
 
 from __future__ import annotations
@@ -18,13 +18,14 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from yacs.config import CfgNode
 
 from dassl.engine import TRAINER_REGISTRY
 from dassl.metrics import compute_accuracy
 
 from .base import PromptTrainer
-from .prompt_models import IVLPCLIP
-from .prompting import freeze_all_but, tokenize
+from .prompt_models import IVLPCLIP, IVLPDesign
+from .prompting import class_text_features, freeze_all_but
 from .templates import IMAGENET_TEMPLATES_60
 
 
@@ -41,13 +42,8 @@ class PromptSRCCLIP(IVLPCLIP):
     @torch.no_grad()
     def compute_fixed_embeddings(self, clip_model: nn.Module, classnames: list[str], templates=IMAGENET_TEMPLATES_60) -> None:
         """Frozen CLIP text features averaged over the templates (not normalised), as ``fixed_embeddings``."""
-        device = self.logit_scale.device
-        names = [name.replace("_", " ") for name in classnames]
-        per_template = []
-        for template in templates:
-            tokens = tokenize([template.format(name) for name in names]).to(device)
-            per_template.append(clip_model.encode_text(tokens).unsqueeze(1))  # no prompts are set: frozen CLIP
-        self.register_buffer("fixed_embeddings", torch.cat(per_template, dim=1).mean(dim=1), persistent=False)
+        fixed = class_text_features(clip_model, classnames, templates, normalize=False)  # (n_cls, d)
+        self.register_buffer("fixed_embeddings", fixed, persistent=False)
 
     def forward_train(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every quantity of the training loss (features normalised)."""
@@ -91,30 +87,44 @@ class PromptSRC(PromptTrainer):
     CONFIG_NODE = "PROMPTSRC"
     MODEL_NAME = "VLPromptLearner"
 
+    @classmethod
+    def node_defaults(cls) -> CfgNode:
+        return CfgNode(
+            {
+                "N_CTX_VISION": 4,
+                "N_CTX_TEXT": 4,
+                "CTX_INIT": "a photo of a",
+                "PREC": "fp16",
+                "PROMPT_DEPTH_VISION": 9,
+                "PROMPT_DEPTH_TEXT": 9,
+                "TEXT_LOSS_WEIGHT": 25,  # int, as upstream
+                "IMAGE_LOSS_WEIGHT": 10,
+                "GPA_MEAN": 15,
+                "GPA_STD": 1,
+                # Ours: encode the class prompts in chunks of this many (0 = all at once), with activation
+                # checkpointing when training, so teacher memory does not grow with the class count (same results)
+                "TEXT_CHUNK": 0,
+            }
+        )
+
+    def __init__(self, cfg) -> None:
+        self.gpa_sum: dict[str, torch.Tensor] | None = None  # GPA's running sum of the trainable tensors
+        super().__init__(cfg)
+
     def build_model(self) -> None:
-        cfg, src = self.cfg, self.cfg.TRAINER.PROMPTSRC
+        cfg, src = self.cfg, self.method_cfg
         classnames = self.dm.dataset.classnames
         clip_model = self.load_backbone()
-        model = PromptSRCCLIP(
-            clip_model,
-            classnames,
-            n_ctx_text=src.N_CTX_TEXT,
-            n_ctx_vision=src.N_CTX_VISION,
-            depth_text=src.PROMPT_DEPTH_TEXT,
-            depth_vision=src.PROMPT_DEPTH_VISION,
-            ctx_init=src.CTX_INIT,
-            text_chunk=src.TEXT_CHUNK,
-        )
+        model = PromptSRCCLIP(clip_model, classnames, IVLPDesign.from_node(src), text_chunk=src.TEXT_CHUNK)
         freeze_all_but(model, model.trainable_modules())
         model.to(self.device)
         print(f"Computing the frozen text features of {len(classnames)} classes over {len(IMAGENET_TEMPLATES_60)} templates")
         model.compute_fixed_embeddings(clip_model.to(self.device), classnames)
         self.register_prompt_model(model)
         self.gpa = gpa_weights(cfg.OPTIM.MAX_EPOCH, src.GPA_MEAN, src.GPA_STD)
-        self.gpa_sum: dict[str, torch.Tensor] | None = None
 
     def compute_loss(self, image, label):
-        src = self.cfg.TRAINER.PROMPTSRC
+        src = self.method_cfg
         out = self.model.forward_train(image)
         terms = promptsrc_loss(out, label, src.TEXT_LOSS_WEIGHT, src.IMAGE_LOSS_WEIGHT)
         summary = {

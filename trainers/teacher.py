@@ -23,7 +23,7 @@ from dassl.utils.download import sha256_of_file
 from dassl.utils.errors import UserError
 from dassl.utils.torchtools import atomic_torch_save
 
-from .prompt_models import IVLPCLIP
+from .prompt_models import IVLPCLIP, IVLPDesign
 
 _UPSTREAM_VISION = re.compile(r"^image_encoder\.transformer\.resblocks\.(\d+)\.VPT_shallow$")
 _UPSTREAM_TEXT = re.compile(r"^text_encoder\.transformer\.resblocks\.(\d+)\.VPT_shallow$")
@@ -170,15 +170,8 @@ class FrozenTeacher(nn.Module):
 def build_teacher(clip_model: nn.Module, classnames: list[str], state: dict[str, torch.Tensor], ctx_init: str) -> FrozenTeacher:
     """The IVLP teacher with the checkpoint's design and prompts, for ``classnames``."""
     design = teacher_design(state)
-    model = IVLPCLIP(
-        clip_model,
-        classnames,
-        n_ctx_text=design["n_ctx_text"],
-        n_ctx_vision=design["n_ctx_vision"],
-        depth_text=design["depth_text"],
-        depth_vision=design["depth_vision"],
-        ctx_init=ctx_init,
-    )
+    shape = IVLPDesign(design["n_ctx_text"], design["n_ctx_vision"], design["depth_text"], design["depth_vision"], ctx_init)
+    model = IVLPCLIP(clip_model, classnames, shape)
     mapping = model.upstream_key_map() if design["upstream_names"] else {k: k for k in model.upstream_key_map().values()}
     params = dict(model.named_parameters())
     with torch.no_grad():

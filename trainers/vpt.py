@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from yacs.config import CfgNode
 
 from dassl.engine import TRAINER_REGISTRY
 
@@ -68,21 +69,29 @@ class VPT(PromptTrainer):
     CONFIG_NODE = "VPT"
     MODEL_NAME = "prompt_learner"
 
-    @property
-    def method_cfg(self):
-        """TRAINER.VPT, with PREC fp32 unless HONOUR_PREC (upstream ignores PREC; module docstring)."""
-        node = self.cfg.TRAINER.VPT
-        if node.HONOUR_PREC or node.PREC == "fp32":
-            return node
-        effective = node.clone()
-        effective.defrost()
-        effective.PREC = "fp32"
-        return effective
+    @classmethod
+    def node_defaults(cls) -> CfgNode:
+        return CfgNode(
+            {
+                "N_CTX_VISION": 2,
+                "CTX_INIT": "a photo of a",  # unused upstream
+                "PREC": "fp16",
+                # Ours: upstream VPT runs in fp32 whatever PREC says (its loader returns model.float()); True honours it
+                "HONOUR_PREC": False,
+                "PROMPT_DEPTH_VISION": 1,  # 1 = shallow VPT
+            }
+        )
+
+    @classmethod
+    def precision_name(cls, cfg) -> str:
+        """fp32 unless HONOUR_PREC (upstream ignores PREC; module docstring)."""
+        prec = super().precision_name(cfg)
+        return prec if cfg.TRAINER.VPT.HONOUR_PREC else "fp32"
 
     def build_model(self) -> None:
         vpt = self.method_cfg
-        if vpt.PREC != self.cfg.TRAINER.VPT.PREC:
-            print(f"VPT runs in fp32 as upstream (TRAINER.VPT.PREC {self.cfg.TRAINER.VPT.PREC} is not used; "
+        if self.precision.prec != vpt.PREC:
+            print(f"VPT runs in fp32 as upstream (TRAINER.VPT.PREC {vpt.PREC} is not used; "
                   "TRAINER.VPT.HONOUR_PREC True uses it)")  # fmt: skip
         classnames = self.dm.dataset.classnames
         clip_model = self.load_backbone().to(self.device)

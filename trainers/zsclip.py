@@ -7,26 +7,13 @@ features of ``IMAGENET_TEMPLATES_SELECT`` plus the dataset's own template (``tra
 
 from __future__ import annotations
 
-import open_clip
 import torch
 
 from dassl.engine import TRAINER_REGISTRY, TrainerX
 
 from .backbone import load_clip_with_info
+from .prompting import class_text_features
 from .templates import CUSTOM_TEMPLATES, IMAGENET_TEMPLATES_SELECT, custom_template
-
-
-@torch.no_grad()
-def encode_class_prompts(clip_model, templates: list[str], classnames: list[str], device) -> torch.Tensor:
-    """L2-normalised text features (n_cls, embed_dim), averaged over templates and renormalised when several."""
-    features = []
-    for template in templates:
-        prompts = [template.format(c.replace("_", " ")) for c in classnames]
-        tokens = open_clip.tokenize(prompts, context_length=clip_model.context_length).to(device)
-        text_features = clip_model.encode_text(tokens)
-        features.append(text_features / text_features.norm(dim=-1, keepdim=True))
-    text_features = torch.stack(features).mean(dim=0)
-    return text_features / text_features.norm(dim=-1, keepdim=True)
 
 
 @TRAINER_REGISTRY.register()
@@ -46,7 +33,7 @@ class ZeroshotCLIP(TrainerX):
             clip_model.half()  # upstream evaluates the frozen CLIP in fp16 on GPU
         templates = self.templates()
         print(f"Prompt templates: {templates}")
-        self.text_features = encode_class_prompts(clip_model, templates, classnames, self.device)  # (n_cls, d)
+        self.text_features = class_text_features(clip_model, classnames, templates)  # (n_cls, d), normalised
         self.clip_model = clip_model
 
     @torch.no_grad()

@@ -2,7 +2,9 @@
 
 yacs only accepts keys that exist here (or in a trainer's ``extend_cfg``) and checks the type of every override
 against the default, so a default's *type* is part of the API: ``1e-5`` must stay a float, ``-1`` an int.
-The DA/DG/SSL trainer nodes of Dassl are not carried over: nothing in this toolkit reads them.
+The DA/DG/SSL trainer nodes of Dassl are not carried over, nor the keys of its semi-supervised and CIFAR-C / STL-10
+datasets (``DATASET.NUM_LABELED``, ``CIFAR_C_TYPE``/``LEVEL``, ``STL10_FOLD``): nothing in this toolkit reads them
+and no upstream yaml sets them.
 """
 
 from yacs.config import CfgNode as CN
@@ -71,17 +73,10 @@ _C.DATASET.NAME = ""
 # List of source/target domains' names (strings); not used by single-domain datasets
 _C.DATASET.SOURCE_DOMAINS = ()
 _C.DATASET.TARGET_DOMAINS = ()
-# Number of labeled instances in total (semi-supervised learning)
-_C.DATASET.NUM_LABELED = -1
 # Number of images per class (few-shot learning); < 1 means all images
 _C.DATASET.NUM_SHOTS = -1
 # Percentage of validation data (only used for SSL datasets)
 _C.DATASET.VAL_PERCENT = 0.1
-# Fold index for STL-10 dataset (normal range is 0 - 9)
-_C.DATASET.STL10_FOLD = -1
-# CIFAR-10/100-C's corruption type and intensity level
-_C.DATASET.CIFAR_C_TYPE = ""
-_C.DATASET.CIFAR_C_LEVEL = 1
 # Use all data in the unlabeled data set (e.g. FixMatch)
 _C.DATASET.ALL_AS_UNLABELED = False
 

@@ -1,4 +1,4 @@
 from .build import TRAINER_REGISTRY, build_trainer
-from .trainer import SimpleNet, SimpleTrainer, TrainerBase, TrainerX, TrainerXU
+from .trainer import ModelNotDefinedError, SimpleTrainer, TrainerBase, TrainerX
 
-__all__ = ["TRAINER_REGISTRY", "build_trainer", "TrainerBase", "SimpleTrainer", "TrainerX", "TrainerXU", "SimpleNet"]
+__all__ = ["TRAINER_REGISTRY", "build_trainer", "TrainerBase", "SimpleTrainer", "TrainerX", "ModelNotDefinedError"]

@@ -1,5 +1,5 @@
 """The training loop: ``TrainerBase`` (model registry, checkpoints, hooks), ``SimpleTrainer`` (data, eval,
-best-model selection) and ``TrainerX``/``TrainerXU`` (one epoch over labeled / labeled+unlabeled data).
+best-model selection) and ``TrainerX`` (one epoch over the labeled data).
 
 A method overrides ``build_model`` and ``forward_backward`` (and, where it differs, ``model_inference``,
 ``parse_batch_*``, ``load_model`` or ``test``); the rest is shared. Behaviour follows Dassl.pytorch, with three
@@ -19,23 +19,21 @@ import numpy as np
 import torch
 import torch.nn as nn
 from tqdm import tqdm
+from yacs.config import CfgNode
 
 from dassl.config import ConfigError
 from dassl.data import DataManager
 from dassl.evaluation import build_evaluator
 from dassl.evaluation.protocol import Evaluation, build_protocol
 from dassl.evaluation.results import SCHEMA_VERSION, check_results, experiment_config_id, summarize
-from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import (
     AverageMeter,
     MetricMeter,
     announce,
     console_stream,
-    count_num_param,
     detail,
     get_rng_state,
     load_checkpoint,
-    load_pretrained_weights,
     mkdir_if_missing,
     save_checkpoint,
     set_rng_state,
@@ -43,75 +41,29 @@ from dassl.utils import (
     write_json,
 )
 from dassl.utils.distributed import all_reduce_gradients, broadcast_from_main, is_main_process, world_size
-from dassl.utils.errors import NonFiniteError, RunStateError
+from dassl.utils.errors import NonFiniteError, RunStateError, UserError
 from dassl.utils.faults import fault_point
 from dassl.utils.torchtools import CheckpointNotFoundError
 
 from .run_folder import RunFolder, config_fingerprint, describe_differences
 
 
-class SimpleNet(nn.Module):
-    """A torchvision backbone (classifier removed) + optional MLP head + linear classifier."""
-
-    def __init__(self, cfg, model_cfg, num_classes: int, **kwargs) -> None:
-        super().__init__()
-        import torchvision
-
-        weights = "DEFAULT" if model_cfg.BACKBONE.PRETRAINED else None
-        backbone = torchvision.models.get_model(model_cfg.BACKBONE.NAME, weights=weights)
-        fdim = _strip_classifier(backbone)
-        self.backbone = backbone
-
-        self.head = None
-        if model_cfg.HEAD.NAME and model_cfg.HEAD.HIDDEN_LAYERS:
-            layers: list[nn.Module] = []
-            in_features = fdim
-            for hidden in model_cfg.HEAD.HIDDEN_LAYERS:
-                layers.append(nn.Linear(in_features, hidden))
-                if model_cfg.HEAD.BN:
-                    layers.append(nn.BatchNorm1d(hidden))
-                layers.append(nn.ReLU(inplace=True) if model_cfg.HEAD.ACTIVATION == "relu" else nn.LeakyReLU(0.1))
-                if model_cfg.HEAD.DROPOUT > 0:
-                    layers.append(nn.Dropout(model_cfg.HEAD.DROPOUT))
-                in_features = hidden
-            self.head = nn.Sequential(*layers)
-            fdim = in_features
-
-        self.classifier = nn.Linear(fdim, num_classes) if num_classes > 0 else None
-        self._fdim = fdim
-
-    @property
-    def fdim(self) -> int:
-        return self._fdim
-
-    def forward(self, x: torch.Tensor, return_feature: bool = False):
-        f = self.backbone(x)
-        if self.head is not None:
-            f = self.head(f)
-        if self.classifier is None:
-            return f
-        y = self.classifier(f)
-        if return_feature:
-            return y, f
-        return y
-
-
-def _strip_classifier(model: nn.Module) -> int:
-    for attr in ("fc", "classifier", "head", "heads"):
-        layer = getattr(model, attr, None)
-        if isinstance(layer, nn.Linear):
-            setattr(model, attr, nn.Identity())
-            return layer.in_features
-        if isinstance(layer, nn.Sequential):
-            linears = [m for m in layer if isinstance(m, nn.Linear)]
-            if linears:
-                setattr(model, attr, nn.Identity())
-                return linears[0].in_features
-    raise ValueError(f"Cannot find the classifier layer of {type(model).__name__}")
+class ModelNotDefinedError(UserError, NotImplementedError):
+    """A trainer that does not build its model (``build_model`` is the one method every trainer must write)."""
 
 
 class TrainerBase:
     """Model registry, checkpoints, LR updates, tensorboard and the epoch loop with its hooks."""
+
+    @classmethod
+    def config_defaults(cls) -> dict[str, CfgNode]:
+        """The config nodes this trainer reads beyond the engine defaults, ``{full node path: node}`` (e.g.
+        ``{"TRAINER.COOP": CfgNode({"N_CTX": 16, ...})}``), with their defaults.
+
+        The config is assembled from every registered trainer's nodes before any yaml is merged (yacs rejects keys
+        without a default), so a method file carries its own keys. Default: none.
+        """
+        return {}
 
     def __init__(self) -> None:
         self._models: OrderedDict[str, nn.Module] = OrderedDict()
@@ -415,6 +367,12 @@ def _list_dir(path: str) -> list[str]:
     return os.listdir(path) if osp.isdir(path) else []
 
 
+def select_device(cfg) -> torch.device:
+    """CUDA when available and ``USE_CUDA``, else the CPU (trainers that need the device before ``__init__``
+    finishes, e.g. for their precision, ask the same function)."""
+    return torch.device("cuda") if torch.cuda.is_available() and cfg.USE_CUDA else torch.device("cpu")
+
+
 class SimpleTrainer(TrainerBase):
     """Data loaders, evaluator, best-model selection and results.json on top of TrainerBase.
 
@@ -428,11 +386,7 @@ class SimpleTrainer(TrainerBase):
     def __init__(self, cfg) -> None:
         super().__init__()
         self.check_cfg(cfg)
-
-        if torch.cuda.is_available() and cfg.USE_CUDA:
-            self.device = torch.device("cuda")
-        else:
-            self.device = torch.device("cpu")
+        self.device = select_device(cfg)
 
         # Save as attributes some frequently used variables
         self.start_epoch = self.epoch = 0
@@ -469,21 +423,12 @@ class SimpleTrainer(TrainerBase):
         self.dm = dm
 
     def build_model(self) -> None:
-        """Build and register the model (default: SimpleNet); prompt-learning trainers override this."""
-        cfg = self.cfg
-        print("Building model")
-        self.model = SimpleNet(cfg, cfg.MODEL, self.num_classes)
-        if cfg.MODEL.INIT_WEIGHTS:
-            load_pretrained_weights(self.model, cfg.MODEL.INIT_WEIGHTS)
-        self.model.to(self.device)
-        print(f"# params: {count_num_param(self.model):,}")
-        self.optim = build_optimizer(self.model, cfg.OPTIM)
-        self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
-        self.register_model("model", self.model, self.optim, self.sched)
-        device_count = torch.cuda.device_count()
-        if device_count > 1 and self.device.type == "cuda" and world_size() == 1:
-            print(f"Detected {device_count} GPUs (use nn.DataParallel)")
-            self.model = nn.DataParallel(self.model)
+        """Build and register the model; every trainer overrides this (the engine has no default model)."""
+        raise ModelNotDefinedError(
+            f"{type(self).__name__} does not build a model: override build_model() to create the model and register "
+            "it with self.register_model(name, model, optim, sched) (see trainers/base.py, PromptTrainer, for the "
+            "CLIP prompt-learning trainers)."
+        )
 
     def train(self) -> None:
         super().train(self.start_epoch, self.max_epoch)
@@ -852,68 +797,3 @@ class TrainerX(SimpleTrainer):
         label = batch["label"].to(self.device)
         domain = batch["domain"].to(self.device)
         return input, label, domain
-
-
-class TrainerXU(TrainerX):
-    """A trainer over labeled and unlabeled data (semi-supervised / transductive methods).
-
-    ``TRAIN.COUNT_ITER`` decides the epoch length: ``train_x``, ``train_u`` or ``smaller_one``.
-    """
-
-    def run_epoch(self) -> None:
-        self.set_model_mode("train")
-        losses = MetricMeter()
-        batch_time = AverageMeter()
-        data_time = AverageMeter()
-
-        len_train_loader_x = len(self.train_loader_x)
-        len_train_loader_u = len(self.train_loader_u)
-        if self.cfg.TRAIN.COUNT_ITER == "train_x":
-            self.num_batches = len_train_loader_x
-        elif self.cfg.TRAIN.COUNT_ITER == "train_u":
-            self.num_batches = len_train_loader_u
-        elif self.cfg.TRAIN.COUNT_ITER == "smaller_one":
-            self.num_batches = min(len_train_loader_x, len_train_loader_u)
-        else:
-            raise ValueError(f"TRAIN.COUNT_ITER must be train_x, train_u or smaller_one, got {self.cfg.TRAIN.COUNT_ITER}")
-
-        set_sampler_epoch(self.train_loader_x, self.epoch)
-        set_sampler_epoch(self.train_loader_u, self.epoch)
-        train_loader_x_iter = iter(self.train_loader_x)
-        train_loader_u_iter = iter(self.train_loader_u)
-
-        end = time.time()
-        progress = self._progress_bar(self.num_batches)
-        for self.batch_idx in range(self.num_batches):  # noqa: B020
-            progress.update()
-            try:
-                batch_x = next(train_loader_x_iter)
-            except StopIteration:
-                train_loader_x_iter = iter(self.train_loader_x)
-                batch_x = next(train_loader_x_iter)
-            try:
-                batch_u = next(train_loader_u_iter)
-            except StopIteration:
-                train_loader_u_iter = iter(self.train_loader_u)
-                batch_u = next(train_loader_u_iter)
-
-            data_time.update(time.time() - end)
-            loss_summary = self.forward_backward(batch_x, batch_u)
-            batch_time.update(time.time() - end)
-            losses.update(loss_summary)
-
-            self._print_progress(losses, batch_time, data_time)
-
-            n_iter = self.epoch * self.num_batches + self.batch_idx
-            for name, meter in losses.meters.items():
-                self.write_scalar("train/" + name, meter.avg, n_iter)
-            self.write_scalar("train/lr", self.get_current_lr(), n_iter)
-            end = time.time()
-        progress.close()
-        self._epoch_losses = losses
-
-    def parse_batch_train(self, batch_x, batch_u):
-        input_x = batch_x["img"].to(self.device)
-        label_x = batch_x["label"].to(self.device)
-        input_u = batch_u["img"].to(self.device)
-        return input_x, label_x, input_u

@@ -1,6 +1,6 @@
 """Dassl's ``dassl.utils``: logging, files, seeding, checkpoints, meters and the registry."""
 
-from .logger import Logger, RunLog, announce, console_stream, detail, setup_logger
+from .logger import RunLog, announce, console_stream, detail, setup_logger
 from .meters import AverageMeter, MetricMeter
 from .registry import Registry
 from .tools import (
@@ -32,7 +32,6 @@ from .torchtools import (
 )
 
 __all__ = [
-    "Logger",
     "RunLog",
     "announce",
     "console_stream",

@@ -20,6 +20,7 @@ Without an open run log, ``detail`` and ``announce`` simply print, as plain Dass
 
 from __future__ import annotations
 
+import atexit
 import os.path as osp
 import sys
 import time
@@ -31,7 +32,6 @@ from .tools import mkdir_if_missing
 
 __all__ = [
     "CONSOLE_LEVELS",
-    "Logger",
     "RunLog",
     "active_run_log",
     "announce",
@@ -204,33 +204,28 @@ def console_stream() -> TextIO:
     return run_log.console() if run_log is not None else sys.stderr
 
 
-class Logger(_Tee):
-    """Dassl's ``Logger`` (stdout + a file), kept for upstream code that builds one itself."""
-
-    def __init__(self, fpath: str | None = None) -> None:
-        file = None
-        if fpath is not None:
-            mkdir_if_missing(osp.dirname(osp.abspath(fpath)))
-            file = open(fpath, "w", encoding="utf-8", buffering=1)  # noqa: SIM115 (lives as long as the tee)
-        super().__init__(sys.stdout, file, to_console=True)
-
-    def close(self) -> None:
-        if self.file is not None and not self.file.closed:
-            self.file.close()
+_PROCESS_LOG: list[RunLog] = []  # the run log that setup_logger opened, if any
 
 
 def setup_logger(output: str | None = None) -> str | None:
-    """Dassl's global form, for upstream scripts: tee stdout into ``output`` until the process ends (or the next
-    call). Our own entry points use :class:`RunLog`, which restores the streams when the run ends.
+    """Dassl's call for upstream-style scripts: a :class:`RunLog` into ``output`` that stays open until the next
+    call or the end of the process. The toolkit's own entry points never call it: a run owns its
+    :class:`RunLog` (``with RunLog(...)``), which gives the console back when the run ends.
 
     Returns the path of the log file.
     """
     if output is None:
         return None
-    fpath = log_path(output)
-    previous = sys.stdout
-    if isinstance(previous, Logger):  # several runs in one process: undo the previous tee first
-        previous.close()
-        sys.stdout = previous.console
-    sys.stdout = Logger(fpath)
-    return fpath
+    while _PROCESS_LOG:  # several runs in one process: close the previous log first
+        _PROCESS_LOG.pop().__exit__(None, None, None)
+    run_log = RunLog(output, console="verbose")
+    run_log.__enter__()
+    _PROCESS_LOG.append(run_log)
+    atexit.register(_close_process_log, run_log)
+    return run_log.path
+
+
+def _close_process_log(run_log: RunLog) -> None:
+    if run_log in _PROCESS_LOG:
+        _PROCESS_LOG.remove(run_log)
+        run_log.__exit__(None, None, None)

@@ -1,4 +1,4 @@
-"""Config defaults, merge order and merge errors (reference-promptkd.md §6, §8; baselines.md §3).
+"""Config defaults, merge order and merge errors (Dassl c61a1b5 and the upstream extend_cfg; docs/design.md#config-nodes).
 
 yacs checks every override against the default's type, so a default's exact Python type is part of the API:
 upstream yaml files and script flags only load if names, values and types match Dassl and upstream ``extend_cfg``.
@@ -36,7 +36,7 @@ def lookup(cfg: CfgNode, full_key: str):
     return node
 
 
-# (key, default, exact type): the values reference-promptkd.md §8 states explicitly.
+# (key, default, exact type): the Dassl defaults that upstream trainers and yaml files rely on.
 SPEC_DEFAULTS = [
     ("OUTPUT_DIR", "./output", str),
     ("RESUME", "", str),
@@ -91,7 +91,7 @@ SPEC_DEFAULTS = [
     ("TRAINER.MAPLE.PROMPT_DEPTH", 9, int),
 ]
 
-# Keys §8 lists without a value: they must exist; value and type are Dassl c61a1b5's defaults.py.
+# Keys Dassl declares that upstream code reads: they must exist; value and type are Dassl c61a1b5's defaults.py.
 DASSL_DEFAULTS = [
     ("INPUT.PIXEL_MEAN", [0.485, 0.456, 0.406], list),
     ("INPUT.PIXEL_STD", [0.229, 0.224, 0.225], list),
@@ -112,11 +112,7 @@ DASSL_DEFAULTS = [
     ("DATASET.NAME", "", str),
     ("DATASET.SOURCE_DOMAINS", (), tuple),
     ("DATASET.TARGET_DOMAINS", (), tuple),
-    ("DATASET.NUM_LABELED", -1, int),
     ("DATASET.VAL_PERCENT", 0.1, float),
-    ("DATASET.STL10_FOLD", -1, int),
-    ("DATASET.CIFAR_C_TYPE", "", str),
-    ("DATASET.CIFAR_C_LEVEL", 1, int),
     ("DATASET.ALL_AS_UNLABELED", False, bool),
     ("DATALOADER.TRAIN_X.SAMPLER", "RandomSampler", str),
     ("DATALOADER.TRAIN_U.SAMPLER", "RandomSampler", str),
@@ -139,7 +135,7 @@ DASSL_DEFAULTS = [
     ("TRAINER.NAME", "", str),
 ]
 
-# baselines.md §3 and reference-promptkd.md §6 (PROMPTKD; TEACHER_NAME fixes upstream's "ViT/L-14" typo).
+# The upstream extend_cfg nodes (PROMPTKD; TEACHER_NAME fixes upstream's "ViT/L-14" typo: docs/design.md#promptkd).
 TRAINER_DEFAULTS = [
     ("TRAINER.COOP.N_CTX", 16, int),
     ("TRAINER.COOP.CSC", False, bool),
@@ -188,7 +184,7 @@ TRAINER_DEFAULTS = [
     ("TRAINER.PROMPTKD.TEACHER_NAME", "ViT-L/14", str),
 ]
 
-# Keys §8 names only by node (``COOP.{CSC, CTX_INIT, ...}``, ``IVLP.{…}``, ``PROMPTKD.*``) are covered above.
+# Keys upstream trainers read by node (``COOP.{CSC, CTX_INIT, ...}``, ``IVLP.{…}``, ``PROMPTKD.*``) are covered above.
 EXISTENCE_ONLY = [
     "DATASET.SUBSAMPLE_CLASSES",
     "TRAINER.MODAL",
@@ -235,6 +231,19 @@ def test_engine_defaults_leave_protocol_keys_to_extend_cfg():
     assert "PROMPTKD" not in cfg.TRAINER
     extend_cfg(cfg)
     assert cfg.TRAINER.PROMPTKD.KD_WEIGHT == 1.0
+
+
+@pytest.mark.parametrize("key", ["DATASET.NUM_LABELED", "DATASET.STL10_FOLD", "DATASET.CIFAR_C_TYPE", "DATASET.CIFAR_C_LEVEL"])
+def test_dassl_keys_no_dataset_here_reads_are_not_declared(key):
+    """Dassl's semi-supervised / CIFAR-C / STL-10 keys: no dataset of ours and no upstream yaml uses them."""
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        merge_cfg_from_list(full_cfg(), [key, "1"])
+
+
+def test_no_test_is_declared_once_by_the_engine():
+    cfg = get_cfg_default()
+    assert cfg.TEST.NO_TEST is False
+    assert "NO_TEST" not in extend_cfg(CfgNode({"DATASET": {}, "TRAINER": {}, "MODEL": {"BACKBONE": {}}})).get("TEST", {})
 
 
 def test_get_cfg_default_returns_an_independent_mutable_copy():

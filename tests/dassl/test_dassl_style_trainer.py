@@ -155,3 +155,23 @@ def test_explicit_resume_dir_is_used(assets, tmp_path, capsys):
     assert f"Resumed from epoch {MAX_EPOCH}" in out
     assert "epoch [" not in out  # no training step ran
     torch.testing.assert_close(again.model.prompt_learner.ctx, first.model.prompt_learner.ctx)
+
+
+def test_a_trainer_without_build_model_is_a_clear_error(assets, tmp_path):
+    """The engine has no default model (Dassl's torchvision SimpleNet is not carried over)."""
+    from dassl.engine import TRAINER_REGISTRY, ModelNotDefinedError, TrainerX
+    from dassl.utils.errors import UserError
+
+    class NoModel(TrainerX):
+        pass
+
+    TRAINER_REGISTRY.register(NoModel)
+    try:
+        data, ckpt = assets
+        argv = _argv(data, ckpt, tmp_path / "run")
+        argv[argv.index("CoOpStyle")] = "NoModel"
+        with pytest.raises(ModelNotDefinedError, match=r"NoModel does not build a model: override build_model\(\)") as err:
+            _build(argv)
+        assert isinstance(err.value, UserError) and "register_model" in str(err.value)
+    finally:
+        TRAINER_REGISTRY._obj_map.pop("NoModel", None)

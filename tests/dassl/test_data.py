@@ -1,4 +1,4 @@
-"""Transforms, DataManager/DatasetWrapper, base/new subsampling and few-shot picks (reference-promptkd.md §5, §8)."""
+"""Transforms, DataManager/DatasetWrapper, base/new subsampling and few-shot picks (as Dassl c61a1b5 and the PromptKD datasets do them)."""
 
 from __future__ import annotations
 

@@ -126,3 +126,33 @@ def test_log_survives_a_killed_process(tmp_path, sig):
     while time.time() < deadline and "ready" not in text:
         text = (tmp_path / "log.txt").read_text(encoding="utf-8")
     assert text == "line 0\nline 1\nline 2\nready\n"
+
+
+def test_setup_logger_is_a_run_log_that_the_next_call_closes(tmp_path, capsys):
+    """Dassl's process-wide call (for upstream-style scripts): one RunLog at a time, the console back at the end."""
+    from dassl.utils import setup_logger
+    from dassl.utils.logger import _PROCESS_LOG, _close_process_log
+
+    before = (sys.stdout, sys.stderr)
+    first = setup_logger(str(tmp_path / "a"))
+    print("run a")
+    second = setup_logger(str(tmp_path / "b"))
+    print("run b")
+    _close_process_log(_PROCESS_LOG[-1])
+    print("after")
+    assert (sys.stdout, sys.stderr) == before and not _PROCESS_LOG
+    assert Path(first).read_text(encoding="utf-8") == "run a\n"
+    assert Path(second).read_text(encoding="utf-8") == "run b\n"
+    assert capsys.readouterr().out == "run a\nrun b\nafter\n"
+
+
+def test_the_toolkit_never_replaces_the_streams_for_good():
+    """Only a run's own RunLog swaps sys.stdout (and gives it back); nothing outside the logger calls setup_logger."""
+    callers = [
+        path.relative_to(REPO_ROOT).as_posix()
+        for folder in ("dassl", "trainers", "datasets", "tools", "promptkd", "benchmarks")
+        for path in (REPO_ROOT / folder).rglob("*.py")
+        if "setup_logger(" in path.read_text(encoding="utf-8") or "sys.stdout =" in path.read_text(encoding="utf-8")
+    ]
+    assert callers == ["dassl/utils/logger.py"]
+    assert "setup_logger" not in (REPO_ROOT / "train.py").read_text(encoding="utf-8")

@@ -85,7 +85,7 @@ def test_golden_schedules_of_the_original_engine(golden_dir):
 
 
 def test_promptkd_schedule_closed_form():
-    """reference-promptkd.md §3.5: lr(0) = 1e-5, lr(e>=1) = LR * (1 + cos(pi (e-1) / MAX_EPOCH)) / 2."""
+    """docs/design.md#faithful: lr(0) = 1e-5, lr(e>=1) = LR * (1 + cos(pi (e-1) / MAX_EPOCH)) / 2."""
     cfg = optim_cfg(
         LR=0.005,
         LR_SCHEDULER="cosine",

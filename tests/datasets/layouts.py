@@ -1,4 +1,4 @@
-"""Miniature copies of every benchmark's real on-disk layout (reference-promptkd.md §5), with tiny generated images.
+"""Miniature copies of every benchmark's real on-disk layout (datasets/catalog.py), with tiny generated images.
 
 ``write_layout(stem, root)`` writes the dataset of ``configs/datasets/<stem>.yaml`` under ``root`` and returns a
 ``Layout`` saying what a correct reader must find. Folder and file names, split files and class names follow the

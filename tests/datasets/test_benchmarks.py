@@ -1,6 +1,6 @@
 """The 11 benchmarks and 4 ImageNet variants, each built from a miniature of its real layout (layouts.py):
 class names and labels, split sizes, base/new, the transductive protocol, few-shot caches, ImageNet's
-``preprocessed.json`` and the errors a missing piece gives (reference-promptkd.md §4, §5)."""
+``preprocessed.json`` and the errors a missing piece gives (datasets/catalog.py)."""
 
 from __future__ import annotations
 
@@ -132,7 +132,7 @@ def test_default_selection_split_is_the_json_val_split_for_the_baselines(one_ben
 
 @pytest.mark.parametrize("stem", sorted(JSON_SPECS))
 def test_class_names_follow_the_dataset_rule(tmp_path, stem):
-    """Spot checks of §5.3 on the miniature split files (the readers take the names from the json)."""
+    """Spot checks of the class-name rules on the miniature split files (the readers take the names from the json)."""
     write_layout(stem, tmp_path)
     ds = build(tmp_path, stem)
     expected = {

@@ -26,3 +26,20 @@ def test_the_suite_runs_torch_on_one_thread_and_passes_that_on_to_subprocesses()
     code = "import os, torch; print(os.environ['OMP_NUM_THREADS'], torch.get_num_threads())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["1", "1"]
+
+
+def test_the_golden_check_grades_the_trainers_own_step(golden_dir, monkeypatch):
+    """A change to a trainer's loss (not to the model or the loss function the check also calls) must fail the
+    check: the loss, gradients and updated tensors graded are those of the trainer's ``forward_backward``."""
+    from trainers.promptkd import PromptKD
+
+    own = PromptKD.compute_loss
+
+    def doubled(self, image, label):
+        loss, summary = own(self, image, label)
+        return 2 * loss, {**summary, "loss": 2 * summary["loss"]}
+
+    monkeypatch.setattr(PromptKD, "compute_loss", doubled)
+    failed = {c.name for c in check_golden.check_fixture(golden_dir / "promptkd") if not c.ok}
+    assert {"outputs/loss", "grads/image_encoder.VPT", "after_step/VPT_image_trans.conv1.0.weight"} <= failed
+    assert "outputs/class_vectors" not in failed and "outputs/eval_init_val_logits" not in failed

@@ -1,4 +1,4 @@
-"""CoCoOp on the demo data: trainable tensors (spec formula), per-image conditioning, training, checkpoint reload."""
+"""CoCoOp on the demo data: trainable tensors (upstream's formula), per-image conditioning, training, checkpoint reload."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def test_trainable_tensors_follow_the_spec_formula(assets, tmp_path):
 
 
 def test_vit_b16_widths_give_35360_parameters():
-    """The spec's count for ViT-B/16 (vis_dim 512 -> 32 -> text width 512, 4 ctx), on a stand-in with its widths."""
+    """Upstream's count for ViT-B/16 (vis_dim 512 -> 32 -> text width 512, 4 ctx), on a stand-in with its widths."""
 
     class StandIn(nn.Module):  # what the prompt learner reads from a CLIP: embeddings, ln_final, visual.output_dim
         def __init__(self):

@@ -1,4 +1,4 @@
-"""IVLP on the demo data: trainable tensors by the spec's formula, training, checkpoint round trip, language-only."""
+"""IVLP on the demo data: trainable tensors by upstream's formula, training, checkpoint round trip, language-only."""
 
 from __future__ import annotations
 

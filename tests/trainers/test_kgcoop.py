@@ -10,9 +10,8 @@ from tests.conftest import make_tiny_demo, run_tiny, sgd_losses
 from tools.make_tiny_clip import TINY_CLIP_SPECS
 from trainers.backbone import load_clip
 from trainers.kgcoop import kg_loss, kgcoop_template
-from trainers.prompting import tokenize
+from trainers.prompting import class_text_features, tokenize
 from trainers.templates import CUSTOM_TEMPLATES
-from trainers.zsclip import encode_class_prompts
 
 D = TINY_CLIP_SPECS["student"]["text_width"]
 
@@ -83,7 +82,7 @@ def test_context_rule_and_trainable_tensors(assets, tmp_path):
 def test_anchor_is_the_frozen_clip_on_the_kgcoop_template(assets, tmp_path):
     trainer = run(assets, tmp_path)
     clip = load_clip("ViT-B/16", str(assets[1])).to(trainer.device)
-    expected = encode_class_prompts(clip, ["a photo of a {}."], trainer.dm.dataset.classnames, trainer.device)
+    expected = class_text_features(clip, trainer.dm.dataset.classnames, ["a photo of a {}."])
     anchor = trainer.model.clip_text_features
     assert anchor.shape == (6, 512)
     torch.testing.assert_close(anchor, expected, rtol=0, atol=0)

@@ -1,4 +1,4 @@
-"""MaPLe on the demo data: trainable tensors by the spec's formula, the vision-language coupling as inserted in
+"""MaPLe on the demo data: trainable tensors by upstream's formula, the vision-language coupling as inserted in
 every block, identical initial projections, training, checkpoint round trip."""
 
 from __future__ import annotations

@@ -83,7 +83,7 @@ def test_promptsrc_few_shot_yaml_is_promptsrcs_and_promptkds_copy_is_renamed():
         extend_cfg(cfg)
         return merge_cfg_from_file(cfg, str(REPO_ROOT / "configs/trainers/PromptSRC" / f"{stem}.yaml"))
 
-    ours = load("vit_b16_c2_ep50_batch4_4+4ctx_few_shot")  # baselines.md §4: PromptSRC's recipe
+    ours = load("vit_b16_c2_ep50_batch4_4+4ctx_few_shot")  # PromptSRC's few-shot recipe
     assert (ours.OPTIM.LR, ours.DATALOADER.TRAIN_X.BATCH_SIZE, ours.OPTIM.MAX_EPOCH) == (0.0025, 4, 50)
     copy = load("vit_b16_c2_ep50_batch8_4+4ctx_few_shot_promptkd")  # the PromptKD repository's file of that name
     assert (copy.OPTIM.LR, copy.DATALOADER.TRAIN_X.BATCH_SIZE, copy.TEST.FINAL_MODEL) == (0.005, 8, "best_val")
