@@ -10,8 +10,8 @@
 #   XD_SOURCE (env) the cross-dataset source (default: imagenet)
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-_config() {
-    CONFIG="configs/trainers/${TRAINER}/${CFG}.yaml"
+_config() {  # CONFIG_FILE (env): a yaml outside configs/ (a plugin method's; scripts/plugin/)
+    CONFIG="${CONFIG_FILE:-configs/trainers/${TRAINER}/${CFG}.yaml}"
     if [ ! -f "${CONFIG}" ]; then echo "Unknown config '${CFG}': expected ${CONFIG}" >&2; exit 2; fi
 }
 

@@ -26,6 +26,9 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: the repository root is not on sys.path yet
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import trainers  # noqa: E402, F401  (registers the shipped trainers, so a plugin's are the new names)
+from dassl.engine import TRAINER_REGISTRY  # noqa: E402
+from dassl.utils.plugins import PLUGINS_ENV, PluginError, load_plugin  # noqa: E402
 from tools import paper_numbers, parse_results  # noqa: E402
 
 # The checkout this file was invoked from (not resolved: a symlinked copy runs its own scripts/ and output/)
@@ -54,12 +57,14 @@ assert len(DATASET_SETS["base2new"].split()) == len(paper_numbers.BASE_TO_NOVEL_
 # folder scripts/<method>/ with the protocol's <protocol>_train.sh / _test.sh (base2new, xd) or fewshot.sh, found
 # by ``discover_methods``: adding a method to the sweep is adding its scripts.
 RECIPES = ("zsclip", "promptkd")
+PLUGIN_SCRIPTS = "plugin"  # scripts/plugin/: the protocol scripts of a --plugin method (its trainer and yaml by env)
 GENERIC_SCRIPTS = ("base2new_train.sh", "xd_train.sh", "fewshot.sh")
 
 
 def discover_methods(scripts: Path = SCRIPTS) -> tuple[str, ...]:
     """The sweep's methods: the recipes plus every scripts/<method>/ folder that has a protocol script."""
-    found = {p.name for p in scripts.iterdir() if p.is_dir() and any((p / name).is_file() for name in GENERIC_SCRIPTS)}
+    found = {p.name for p in scripts.iterdir() if p.is_dir() and p.name != PLUGIN_SCRIPTS
+             and any((p / name).is_file() for name in GENERIC_SCRIPTS)}  # fmt: skip
     found |= {m for m in ONE_RUN_SCRIPTS if (scripts / m).is_dir()}
     order = {m: i for i, m in enumerate(("zsclip", "coop", "cocoop", "kgcoop", "maple", "ivlp", "vpt", "promptsrc"))}
     return tuple(sorted(found | set(RECIPES), key=lambda m: (m == "promptkd", order.get(m, len(order)), m)))
@@ -75,20 +80,36 @@ class Step:
     args: list[str]
     teacher: bool = False
     needs: str | None = None
+    env: dict[str, str] = field(default_factory=dict)  # a plugin method's TRAINER / CONFIG_FILE
     key: str = field(init=False)
 
     def __post_init__(self) -> None:
-        self.key = " ".join([self.script, *self.args])
+        self.key = " ".join([*(f"{k}={v}" for k, v in self.env.items() if k == "TRAINER"), self.script, *self.args])
 
     def command(self, opts: list[str]) -> list[str]:
         return ["bash", f"scripts/{self.script}", *self.args, *opts]
 
 
-def plan(methods: list[str], protocol: str, datasets: list[str], seeds: list[int]) -> list[Step]:
-    """The script calls of a sweep, in order: teachers before their students, each train before its test."""
+def plan(
+    methods: list[str], protocol: str, datasets: list[str], seeds: list[int], plugins: dict[str, str] | None = None
+) -> list[Step]:
+    """The script calls of a sweep, in order: teachers before their students, each train before its test.
+
+    ``plugins``: {trainer name: its yaml} of methods loaded with ``--plugin``, run by scripts/plugin/."""
     steps: list[Step] = []
+    plugins = plugins or {}
     for method in methods:
-        if method == "promptkd":
+        if method in plugins:
+            env = {"TRAINER": method, "CONFIG_FILE": plugins[method]}
+            if protocol not in ("base2new", "xd"):
+                raise ValueError(f"{method}: a plugin method runs the base2new and xd protocols (scripts/plugin/)")
+            kinds = ("base2new_train", "base2new_test") if protocol == "base2new" else ("xd_train", "xd_test")
+            for dataset in datasets:
+                for seed in seeds:
+                    train = Step(f"{PLUGIN_SCRIPTS}/{kinds[0]}.sh", [dataset, str(seed)], env=env)
+                    steps += [train, Step(f"{PLUGIN_SCRIPTS}/{kinds[1]}.sh", [dataset, str(seed)], needs=train.key,
+                                          env=env)]  # fmt: skip
+        elif method == "promptkd":
             if protocol == "base2new":
                 for dataset in datasets:
                     teacher = Step("promptsrc/base2new_train_teacher.sh", [dataset], teacher=True)
@@ -128,10 +149,31 @@ def plan(methods: list[str], protocol: str, datasets: list[str], seeds: list[int
     return steps
 
 
+def plugin_methods(files: list[str], configs: list[str]) -> dict[str, str]:
+    """{trainer name: yaml} of the trainers each ``--plugin`` file registers (loading it registers them)."""
+    if len(configs) != len(files):
+        raise ValueError(f"give one --plugin-config per --plugin ({len(files)} plugins, {len(configs)} configs)")
+    methods: dict[str, str] = {}
+    for file, config in zip(files, configs):
+        if not Path(config).is_file():
+            raise ValueError(f"--plugin-config {config}: no such file")
+        before = set(TRAINER_REGISTRY.registered_names())
+        load_plugin(str(Path(file).resolve()))
+        added = sorted(set(TRAINER_REGISTRY.registered_names()) - before)
+        if not added:
+            raise ValueError(f"--plugin {file} registers no trainer (expected a @TRAINER_REGISTRY.register() class)")
+        methods.update({name: str(Path(config).resolve()) for name in added})
+    return methods
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--methods", nargs="+", required=True, choices=METHODS, metavar="METHOD",
-                        help=f"one or more of: {' '.join(METHODS)}")  # fmt: skip
+    parser.add_argument("--methods", nargs="+", required=True, metavar="METHOD",
+                        help=f"one or more of: {' '.join(METHODS)}, or a --plugin method's trainer name")  # fmt: skip
+    parser.add_argument("--plugin", action="append", default=[], metavar="FILE",
+                        help="a method file of your own (as train.py --plugin); repeatable")  # fmt: skip
+    parser.add_argument("--plugin-config", action="append", default=[], metavar="YAML",
+                        help="the yaml of each --plugin method, in the same order")  # fmt: skip
     parser.add_argument("--protocol", choices=PROTOCOLS, default="base2new", help="default: base2new")
     parser.add_argument("--datasets", nargs="+", required=True,
                         help="configs/datasets stems (caltech101 ...) or 'all' (the protocol's benchmark list)")  # fmt: skip
@@ -161,12 +203,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Error: overrides come in KEY VALUE pairs, got an odd number: {' '.join(opts)}", file=sys.stderr)
             return 2
     try:
-        steps = plan(args.methods, args.protocol, datasets, args.seeds)
-    except ValueError as err:
+        plugins = plugin_methods(args.plugin, args.plugin_config)
+        unknown = [m for m in args.methods if m not in METHODS and m not in plugins]
+        if unknown:
+            raise ValueError(f"unknown method(s) {', '.join(unknown)}: expected {', '.join(METHODS)}"
+                             f"{', or a --plugin trainer: ' + ', '.join(plugins) if plugins else ''}")  # fmt: skip
+        steps = plan(args.methods, args.protocol, datasets, args.seeds, plugins)
+    except (ValueError, PluginError) as err:
         print(f"Error: {err}", file=sys.stderr)
         return 2
 
     env = dict(os.environ)
+    if args.plugin:
+        known = [p for p in env.get(PLUGINS_ENV, "").split(os.pathsep) if p]
+        env[PLUGINS_ENV] = os.pathsep.join([*known, *(str(Path(p).resolve()) for p in args.plugin)])
     for name, value in (("DATA", args.data), ("OUTPUT", args.output), ("TEACHER_ROOT", args.teacher_root)):
         if value:
             env[name] = str(Path(value).resolve())
@@ -186,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  not started: it needs {step.needs}, which failed", flush=True)
             failed.append(step.key)
             continue
-        result = subprocess.run(command, cwd=REPO_ROOT, env=env, check=False)
+        result = subprocess.run(command, cwd=REPO_ROOT, env={**env, **step.env}, check=False)
         if result.returncode != 0:
             print(f"  FAILED (exit status {result.returncode})", flush=True)
             failed.append(step.key)

@@ -211,3 +211,28 @@ def test_a_prompt_trainer_without_a_config_node_is_told_to_set_one():
     with pytest.raises(ConfigError, match=r'Nameless sets no CONFIG_NODE.*CONFIG_NODE = "NAMELESS"'):
         Nameless(extend_cfg(get_cfg_default()))
     assert Nameless.config_defaults() == {}
+
+
+def test_the_sweep_and_parse_results_take_a_plugin_method_without_any_other_file(world, tmp_path):
+    """The same single file + yaml through tools/sweep.py (scripts/plugin/: base-to-novel train and novel test)
+    and tools/parse_results.py, which finds the method by what its results.json records."""
+    from tools import parse_results
+
+    data, ckpt = world
+    method, config = write_method(tmp_path / "elsewhere")
+    out = tmp_path / "output"
+    command = [
+        sys.executable, str(REPO_ROOT / "tools" / "sweep.py"), "--plugin", str(method), "--plugin-config", str(config),
+        "--methods", "MyMethod", "--datasets", "demo", "--seeds", "1", "--data", str(data), "--output", str(out),
+        "--opts", "MODEL.BACKBONE.PATH", str(ckpt), "DATALOADER.NUM_WORKERS", "0", "USE_CUDA", USE_CUDA_OPT,
+    ]  # fmt: skip
+    proc = run_train(command, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Sweep: 2 script calls, 0 failed" in proc.stdout
+
+    (experiment,) = parse_results.collect(out / "base2new")
+    assert experiment.trainer == "MyMethod" and experiment.name == "MyMethod/my_method [16-shot]"
+    assert experiment.protocol == "base2novel"
+    (seed,) = experiment.datasets[0].seeds
+    assert seed.base is not None and seed.novel is not None and seed.hm is not None
+    assert "MyMethod/my_method [16-shot]" in proc.stdout  # the sweep's closing table
