@@ -67,7 +67,7 @@ def _clip_state(file: str | Path) -> dict[str, torch.Tensor]:
 def teacher_to_upstream(checkpoint: dict, backbone: str = "") -> dict[str, torch.Tensor]:
     """Our PromptSRC checkpoint -> the original ``CustomCLIP`` state dict (frozen weights from the CLIP file)."""
     from trainers.backbone import build_clip_from_state_dict, resolve_clip_checkpoint
-    from trainers.prompt_models import IVLPCLIP
+    from trainers.prompt_models import IVLPCLIP, IVLPDesign
     from trainers.teacher import teacher_design
 
     meta = checkpoint.get("meta") or {}
@@ -77,9 +77,9 @@ def teacher_to_upstream(checkpoint: dict, backbone: str = "") -> dict[str, torch
     clip_state = _clip_state(file)
     state = {k: v for k, v in checkpoint["state_dict"].items()}
     design = teacher_design(state, source="the teacher checkpoint")
-    model = IVLPCLIP(build_clip_from_state_dict(clip_state), list(meta["classnames"]), design["n_ctx_text"],
-                     design["n_ctx_vision"], design["depth_text"], design["depth_vision"],
-                     cfg.TRAINER.PROMPTSRC.CTX_INIT)  # fmt: skip
+    ivlp = IVLPDesign(design["n_ctx_text"], design["n_ctx_vision"], design["depth_text"], design["depth_vision"],
+                      cfg.TRAINER.PROMPTSRC.CTX_INIT)  # fmt: skip
+    model = IVLPCLIP(build_clip_from_state_dict(clip_state), list(meta["classnames"]), ivlp)
     out: dict[str, torch.Tensor] = {"logit_scale": clip_state["logit_scale"]}
     out["prompt_learner.ctx"] = state["prompt_learner.ctx"]
     out["prompt_learner.token_prefix"] = model.prompt_learner.token_prefix.to(clip_state["token_embedding.weight"].dtype)

@@ -176,6 +176,7 @@ def _trainer_predictor(folder: Path, device: torch.device, precision: str, epoch
     trainer = trainer_class.__new__(trainer_class)
     TrainerBase.__init__(trainer)
     trainer.cfg, trainer.device = cfg, device
+    trainer.init_method_state(cfg, device)
     trainer.dm = SimpleNamespace(dataset=SimpleNamespace(classnames=list(meta["classnames"])))
     trainer.check_cfg(cfg)
     trainer.build_model()

@@ -76,10 +76,14 @@ class PromptTrainer(TrainerX):
     # ------------------------------------------------------------------ set-up
 
     def __init__(self, cfg) -> None:
-        # state that build_model and the checkpoint hooks rely on exists before the engine calls them
-        self.precision = Precision(self.precision_name(cfg), select_device(cfg))
-        self.loaded_backbones: dict[str, dict] = {}  # what load_backbone loaded, for results.json
+        self.init_method_state(cfg)
         super().__init__(cfg)
+
+    def init_method_state(self, cfg, device: torch.device | None = None) -> None:
+        """The state that build_model and the checkpoint hooks rely on, before the engine calls them (tools that
+        build a trained model without its dataset, e.g. tools/predict.py, call this too)."""
+        self.precision = Precision(self.precision_name(cfg), device if device is not None else select_device(cfg))
+        self.loaded_backbones: dict[str, dict] = {}  # what load_backbone loaded, for results.json
 
     @property
     def method_cfg(self) -> CfgNode:
