@@ -10,6 +10,14 @@
 #   XD_SOURCE (env) the cross-dataset source (default: imagenet)
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
+plugin_method() {  # scripts/plugin/: a --plugin method, its file, trainer and yaml from the environment
+    : "${PROMPTKD_PLUGINS:?set PROMPTKD_PLUGINS to the method file (train.py --plugin)}"
+    : "${TRAINER:?set TRAINER to the trainer class the plugin registers}"
+    : "${CONFIG_FILE:?set CONFIG_FILE to the yaml of the method}"
+    CFG="$(basename "${CONFIG_FILE}" .yaml)"
+    METHOD_DIR=plugin
+}
+
 _config() {  # CONFIG_FILE (env): a yaml outside configs/ (a plugin method's; scripts/plugin/)
     CONFIG="${CONFIG_FILE:-configs/trainers/${TRAINER}/${CFG}.yaml}"
     if [ ! -f "${CONFIG}" ]; then echo "Unknown config '${CFG}': expected ${CONFIG}" >&2; exit 2; fi

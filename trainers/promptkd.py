@@ -191,11 +191,16 @@ class PromptKD(PromptTrainer):
             self.teacher_ckpt, classnames, kd.TEACHER_NAME, kd.CTX_INIT,
             backbone_file=teacher_clip, precision=kd.PREC, device=self.device.type,
         )  # fmt: skip
+        return self.cached_class_vectors(cache_dir, key)
+
+    def cached_class_vectors(self, cache_dir: str, key: str) -> torch.Tensor:
+        """The class vectors under ``key``: from the cache, else computed by the teacher (and cached).
+
+        The teacher is built here on a cold cache and only when training starts on a warm one: built outside the
+        random streams, so the student's initialisation (and every number) is the same either way."""
         self.class_vector_key = key
         cached = cached_class_vectors(None, cache_dir, key)
         if cached is None:
-            # the teacher is built here on a cold cache and only when training starts on a warm one: built outside
-            # the random streams, so the student's initialisation (and every number) is the same either way
             with preserved_rng_state():
                 teacher = self.build_teacher()
                 cached = cached_class_vectors(teacher, cache_dir, key)  # from the fp32 teacher
@@ -213,15 +218,8 @@ class PromptKD(PromptTrainer):
             kd.TEACHER_NAME, kd.TEACHER_BACKBONE_PATH, path_key="TRAINER.PROMPTKD.TEACHER_BACKBONE_PATH"
         )
         key = plain_cache_key(teacher_clip, classnames, templates, precision=kd.PREC, device=self.device.type)
-        self.class_vector_key = key
         cache_dir = kd.CLASS_VECTOR_CACHE or os.environ.get("PROMPTKD_CACHE_DIR", "~/.cache/promptkd")
-        cached = cached_class_vectors(None, cache_dir, key)
-        if cached is None:
-            with preserved_rng_state():
-                teacher = self.build_teacher()
-                cached = cached_class_vectors(teacher, cache_dir, key)  # from the fp32 teacher
-            self.teacher = self.precision.cast_frozen(teacher)  # cast once, to the storage precision
-        return cached
+        return self.cached_class_vectors(cache_dir, key)
 
     def student_record(self) -> dict:
         """What the checkpoint carries so the student works alone (``trainers/student_record.py``)."""

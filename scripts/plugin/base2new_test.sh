@@ -5,10 +5,6 @@
 #       bash scripts/plugin/base2new_test.sh <arguments of scripts/maple/base2new_test.sh>
 # (tools/sweep.py --plugin path/my_method.py --plugin-config path/my_method.yaml --methods MyMethod sets these.)
 set -euo pipefail
-: "${PROMPTKD_PLUGINS:?set PROMPTKD_PLUGINS to the method file (train.py --plugin)}"
-: "${TRAINER:?set TRAINER to the trainer class the plugin registers}"
-: "${CONFIG_FILE:?set CONFIG_FILE to the yaml of the method}"
-CFG="$(basename "${CONFIG_FILE}" .yaml)"
-METHOD_DIR=plugin
 source "$(dirname "$0")/../protocols.sh"
+plugin_method
 b2n_test "$@"
