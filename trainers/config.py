@@ -97,6 +97,17 @@ def extend_cfg(cfg: CN) -> CN:
     cfg.TRAINER.PROMPTKD.TEACHER_CKPT = ""
     # Where the teacher's class vectors are cached (empty = $PROMPTKD_CACHE_DIR or ~/.cache/promptkd)
     cfg.TRAINER.PROMPTKD.CLASS_VECTOR_CACHE = ""
+    # Ours (trainers/teacher_bank.py): read the teacher's image features of each view from a bank computed once,
+    # shared by seeds and sweeps. "" = the teacher runs every step (upstream); "auto" = <CLASS_VECTOR_CACHE or
+    # $PROMPTKD_CACHE_DIR>/teacher_bank; else a folder of banks (or one bank's folder). Implies views as data.
+    cfg.TRAINER.PROMPTKD.TEACHER_BANK = ""
+    # Ours: the bank's deterministic views (dassl/data/views.py) with the teacher run on the fly (exactness checks)
+    cfg.TRAINER.PROMPTKD.VIEWS_AS_DATA = False
+    cfg.TRAINER.PROMPTKD.BANK_VIEWS = 20  # views per image; >= OPTIM.MAX_EPOCH gives a fresh view every epoch
+    cfg.TRAINER.PROMPTKD.BANK_SEED = 0  # seed of the views (not SEED: the run's seed only picks each epoch's view)
+    cfg.TRAINER.PROMPTKD.BANK_DTYPE = "fp16"  # stored features: fp16 or fp32
+    cfg.TRAINER.PROMPTKD.BANK_BATCH_SIZE = 256  # teacher batch size when building the bank
+    cfg.TRAINER.PROMPTKD.BANK_SHARD_SIZE = 1024  # images per shard file (the unit of resuming)
 
     # ProGrad (the KgCoOp repository's Dassl.ProGrad fork): its loss keys, with upstream's names and types
     cfg.LOSS = CN()

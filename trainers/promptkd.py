@@ -41,6 +41,7 @@ from .teacher import (
     teacher_classnames,
     teacher_record,
 )
+from .teacher_bank import open_teacher_bank, uses_views, view_train_loader
 
 
 def build_projector(in_dim: int, out_dim: int, layers: int) -> nn.Sequential:
@@ -118,6 +119,12 @@ class PromptKD(PromptTrainer):
     CONFIG_NODE = "PROMPTKD"
     MODEL_NAME = "VLPromptLearner"
 
+    def build_data_loader(self) -> None:
+        """Dassl's loaders; with a teacher bank (or ``VIEWS_AS_DATA``) the train loader serves views as data."""
+        super().build_data_loader()
+        if uses_views(self.cfg):
+            self.train_loader_x = view_train_loader(self.cfg, self.dm.dataset.train_x)
+
     def build_model(self) -> None:
         cfg, kd = self.cfg, self.cfg.TRAINER.PROMPTKD
         classnames = self.dm.dataset.classnames
@@ -191,10 +198,23 @@ class PromptKD(PromptTrainer):
 
     # ------------------------------------------------------------------ training
 
+    def parse_batch_train(self, batch):
+        image, label = super().parse_batch_train(batch)
+        bank = getattr(self, "bank", None)  # the teacher's features of these views, read instead of computed
+        self._bank_features = None
+        if bank is not None:
+            features = bank.features(batch["index"], batch["view"], batch["view_params"])
+            self._bank_features = features.to(self.device, non_blocking=True)
+        return image, label
+
     def compute_loss(self, image, label):
         kd = self.cfg.TRAINER.PROMPTKD
         with torch.no_grad():
-            teacher_logits = self.teacher.logit_scale * self.teacher.image_features(image) @ self.class_vectors.t()
+            bank_features = getattr(self, "_bank_features", None)
+            if bank_features is not None:  # (batch, d_teacher), the teacher's normalised features of these views
+                teacher_logits = self.bank.logit_scale * bank_features @ self.class_vectors.t()
+            else:
+                teacher_logits = self.teacher.logit_scale * self.teacher.image_features(image) @ self.class_vectors.t()
         student_logits = self.model.logit_scale.exp().float() * self.model(image) @ self.class_vectors.t()
         terms = kd_loss(student_logits.float(), teacher_logits.float(), kd.TEMPERATURE, kd.KD_WEIGHT)
         return terms["loss"], {"loss": terms["loss"].item()}
@@ -263,10 +283,17 @@ class PromptKD(PromptTrainer):
 
     def before_train(self) -> None:
         self._training = True
-        if self.teacher is None:
+        self.prepare_teacher()
+        super().before_train()
+
+    def prepare_teacher(self) -> None:
+        """The teacher for training; with ``TEACHER_BANK`` the bank instead (the teacher runs only to build it)."""
+        if self.cfg.TRAINER.PROMPTKD.TEACHER_BANK:
+            self.bank = open_teacher_bank(self)
+            self.teacher = None
+        elif self.teacher is None:
             with preserved_rng_state():
                 self.teacher = self.build_teacher()
-        super().before_train()
 
     def after_train(self) -> None:
         if not self.cfg.TEST.NO_TEST and self.cfg.TEST.FINAL_MODEL == "best_val":
