@@ -56,8 +56,9 @@ def write_teacher(path: Path, clip_path: Path, seed: int) -> Path:
     return path
 
 
-def make_trainer(assets, tmp: Path, *opts: str, teacher: str = "teacher", seed: int = 1):
-    argv = [
+def student_argv(assets, tmp: Path, *opts: str, teacher: str = "teacher", seed: int = 1) -> list[str]:
+    """train.py's arguments for a tiny PromptKD student: 2 shots per class (24 images), 2 epochs, fp32."""
+    return [
         "--root", str(assets["data"]), "--seed", str(seed), "--trainer", "PromptKD",
         "--dataset-config-file", str(REPO_ROOT / "configs/datasets/demo.yaml"), "--config-file", str(CONFIG),
         "--output-dir", str(tmp / "out"), "MODEL.BACKBONE.PATH", str(assets["student_clip"]), "INPUT.SIZE", "(32, 32)",
@@ -68,6 +69,10 @@ def make_trainer(assets, tmp: Path, *opts: str, teacher: str = "teacher", seed: 
         "TRAINER.PROMPTKD.BANK_VIEWS", "3", "TRAINER.PROMPTKD.BANK_BATCH_SIZE", "16",
         "TRAINER.PROMPTKD.BANK_SHARD_SIZE", "10", "TRAIN.PRINT_FREQ", "1000", *opts,
     ]  # fmt: skip
+
+
+def make_trainer(assets, tmp: Path, *opts: str, teacher: str = "teacher", seed: int = 1):
+    argv = student_argv(assets, tmp, *opts, teacher=teacher, seed=seed)
     cfg = train.setup_cfg(train.build_parser().parse_args(argv))
     set_random_seed(seed)
     return build_trainer(cfg)
@@ -265,3 +270,19 @@ def test_bank_key_is_a_hash_of_the_inputs():
     inputs = {"views": 3, "bank_seed": 0}
     assert bank_key(inputs) == bank_key(dict(reversed(list(inputs.items()))))
     assert bank_key(inputs) != bank_key({**inputs, "views": 4})
+
+
+def test_the_build_tool_makes_the_bank_a_student_then_reads(assets, tmp_path, capsys):
+    from tools import build_teacher_bank
+
+    opts = ("TRAINER.PROMPTKD.TEACHER_BANK", str(tmp_path / "bank"))
+    # as the scripts pass it through LAUNCH: a leading train.py, then train.py's arguments
+    assert build_teacher_bank.main(["train.py", *student_argv(assets, tmp_path, *opts)]) == 0
+    out = capsys.readouterr().out
+    assert "Building the teacher bank" in out and "Teacher bank ready" in out
+    assert not (tmp_path / "out").exists()  # nothing written to the run's folder
+    student = make_trainer(assets, tmp_path, *opts)
+    student.prepare_teacher()
+    assert student.bank.complete and "Building the teacher bank" not in capsys.readouterr().out
+    assert build_teacher_bank.main(student_argv(assets, tmp_path)) == 2  # no bank configured: a user error
+    assert "TRAINER.PROMPTKD.TEACHER_BANK auto" in capsys.readouterr().err
