@@ -286,3 +286,29 @@ def test_the_build_tool_makes_the_bank_a_student_then_reads(assets, tmp_path, ca
     assert student.bank.complete and "Building the teacher bank" not in capsys.readouterr().out
     assert build_teacher_bank.main(student_argv(assets, tmp_path)) == 2  # no bank configured: a user error
     assert "TRAINER.PROMPTKD.TEACHER_BANK auto" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_processes_split_the_shards_and_build_the_same_bank(assets, tmp_path):
+    """torchrun (gloo, CPU): each process builds the shards k % 2 == rank; the bank equals a one-process build."""
+    import os
+    import subprocess
+    import sys
+
+    from tools import build_teacher_bank
+
+    one = build_teacher_bank.build_bank(student_argv(assets, tmp_path, "TRAINER.PROMPTKD.TEACHER_BANK", str(tmp_path / "one")))
+    argv = student_argv(assets, tmp_path, "TRAINER.PROMPTKD.TEACHER_BANK", str(tmp_path / "two"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "tools/build_teacher_bank.py", *argv],
+        cwd=REPO_ROOT, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""}, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "views here (2 process(es))" in proc.stdout
+    (two,) = bank_dirs(tmp_path / "two")
+    assert two.name == one.directory.name
+    files = sorted(p.name for p in one.directory.glob("*.npy"))
+    assert files == sorted(p.name for p in two.glob("*.npy")) and len(files) == 2 * one.n_shards
+    assert all((two / name).read_bytes() == (one.directory / name).read_bytes() for name in files)
+    assert json.loads((two / "manifest.json").read_text())["complete"]
