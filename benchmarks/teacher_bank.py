@@ -98,6 +98,41 @@ def disk_per_1000(directory: Path, n_params: int) -> dict[str, float]:
     return sizes
 
 
+def set_token_layout(visual, hooks, batch_first: bool) -> None:
+    """open_clip's (batch, tokens, width) layout, or the (tokens, batch, width) one of OpenAI's CLIP code."""
+    visual.transformer.batch_first = batch_first
+    for block in visual.transformer.resblocks:
+        block.attn.batch_first = batch_first
+    hooks.batch_first = batch_first
+
+
+def layout_probe(precision, teacher, student, images, repeats: int) -> dict[str, float]:
+    """Student forward/backward and teacher image forward in both token layouts, interleaved (load drifts)."""
+    towers = ((student.image_encoder, student._vision_hooks), (teacher.model.image_encoder, teacher.model._vision_hooks))
+
+    def student_pass() -> None:
+        with precision.autocast():
+            loss = student(images).float().square().sum()
+        loss.backward()
+
+    def teacher_pass() -> None:
+        with torch.no_grad(), precision.autocast():
+            teacher.image_features(images)
+
+    times: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        for batch_first in (True, False):
+            for visual, hooks in towers:
+                set_token_layout(visual, hooks, batch_first)
+            name = "batch_first" if batch_first else "tokens_first"
+            times.setdefault(f"student_fwd_bwd_{name}", []).append(timed(student_pass, images.device, 1, warmup=0))
+            times.setdefault(f"teacher_image_{name}", []).append(timed(teacher_pass, images.device, 1, warmup=0))
+    for visual, hooks in towers:
+        set_token_layout(visual, hooks, True)
+    student.zero_grad(set_to_none=True)
+    return {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -109,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--views", type=int, default=20, help="views per image (TRAINER.PROMPTKD.BANK_VIEWS)")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--layout", action="store_true",
+                        help="also time the student and teacher towers in both token layouts (the 7 %% question)")
     parser.add_argument("--json", default="", help="also write the figures to this file")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
@@ -149,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bank build: teacher {teacher_per_view:.3f} s/view at batch {args.build_batch}, "
               f"view making {per_view * 1000:.1f} ms/view", flush=True)  # fmt: skip
         disk = disk_per_1000(Path(tmp), n_params)
+    layout = layout_probe(precision, teacher, student, images, args.repeats) if args.layout else {}
 
     build_rate = 1 / (teacher_per_view + per_view)  # views/s, one process making views and running the teacher
     steps = args.epochs * (args.images // BATCH)
@@ -165,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         "speedup_vs_original": step["original"] / step["bank"], "teacher_s_per_view": teacher_per_view,
         "view_making_s_per_view": per_view, "build_views_per_s": build_rate, "disk_mib_per_1000_views": disk,
         "sweep": {"images": args.images, "views": args.views, "epochs": args.epochs, "seeds": args.seeds, **sweep,
-                  "bank_over_on_the_fly": sweep["bank_s"] / sweep["on_the_fly_s"]},
+                  "bank_over_on_the_fly": sweep["bank_s"] / sweep["on_the_fly_s"]}, "layout_s": layout,
     }  # fmt: skip
 
     print("\n" + tabulate(
@@ -183,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
         headers=[f"{args.seeds}-seed sweep (projected)", "training steps", "x on the fly"]))  # fmt: skip
     print(f"\nBank build: {build_rate:.2f} views/s ({teacher_per_view:.3f} s teacher + {per_view * 1000:.1f} ms view "
           f"per view); disk per 1,000 image-views: {disk['fp16']:.2f} MiB fp16, {disk['fp32']:.2f} MiB fp32")  # fmt: skip
+    if layout:
+        print("\nToken layout (median s): " + ", ".join(f"{k} {v:.2f}" for k, v in layout.items()))
     if args.json:
         Path(args.json).write_text(json.dumps(record, indent=2))
     return 0

@@ -186,6 +186,10 @@ def test_a_stale_bank_is_never_used(assets, tmp_path, capsys):
     stale = make_trainer(assets, tmp_path, "TRAINER.PROMPTKD.TEACHER_BANK", str(original), teacher="teacher2")
     with pytest.raises(StaleTeacherBankError, match="teacher_checkpoint_sha256 differ"):
         stale.prepare_teacher()
+    argv = student_argv(assets, tmp_path / "cli", "TRAINER.PROMPTKD.TEACHER_BANK", str(original), teacher="teacher2")
+    assert train.main(argv) == 2  # train.py: one message and exit code 2, no traceback
+    err = capsys.readouterr().err
+    assert "Error: The teacher bank" in err and "TEACHER_BANK to its parent folder" in err and "Traceback" not in err
     capsys.readouterr()
     fits = make_trainer(assets, tmp_path, "TRAINER.PROMPTKD.TEACHER_BANK", str(original))
     fits.prepare_teacher()
