@@ -21,11 +21,11 @@ import trainers  # noqa: F401  (registers the trainers)
 from dassl.config import get_cfg_default, merge_cfg_from_file, merge_cfg_from_list
 from dassl.engine import build_trainer
 from dassl.engine.run_folder import eval_only_fingerprint, open_run_folder
+from dassl.evaluation.protocol import resolve_val_source, trainer_protocol_kind
 from dassl.utils import RunLog, atomic_write_text, collect_env_info, detail, set_random_seed
 from dassl.utils.distributed import broadcast_from_main, init_distributed, is_main_process, rank, world_size
 from dassl.utils.errors import DEBUG_ENV_VAR, NonFiniteError, UserError, run_entry_point
 from promptkd import datasets  # noqa: F401  (registers the datasets; promptkd/__init__.py: not `import datasets`)
-from promptkd.datasets.common import resolve_val_source
 from trainers.config import extend_cfg
 
 __all__ = ["extend_cfg", "setup_cfg", "reset_cfg", "main", "build_parser"]
@@ -76,7 +76,11 @@ def setup_cfg(args: argparse.Namespace):
         merge_cfg_from_file(cfg, args.config_file)
     reset_cfg(cfg, args)
     merge_cfg_from_list(cfg, args.opts or [])
-    cfg.DATASET.VAL_SOURCE = resolve_val_source(cfg)  # the run records the split it selected on, not "auto"
+    # the run records the split it selected on, not "auto"
+    cfg.DATASET.VAL_SOURCE = resolve_val_source(cfg, trainer_protocol_kind(cfg.TRAINER.NAME))
+    if not cfg.EXPERIMENT:
+        stem = Path(args.config_file).stem if args.config_file else "defaults"
+        cfg.EXPERIMENT = f"{cfg.TRAINER.NAME}/{stem}"
     cfg.freeze()
     return cfg
 

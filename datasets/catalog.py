@@ -19,8 +19,9 @@ Mirror: the authors host everything except ImageNet-1k at the HuggingFace datase
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+
+from dassl.evaluation.protocol import base_class_count
 
 __all__ = [
     "CATALOG",
@@ -36,7 +37,7 @@ MIRROR_REPO = "zhengli97/prompt_learning_dataset"
 MIRROR_URL = f"https://huggingface.co/datasets/{MIRROR_REPO}/resolve/main/{{archive}}"
 
 # How a dataset's samples are listed:
-#   split_json     CoOp split json {"train"|"val"|"test": [[relpath, label, classname], ...]}
+#   split_json     benchmark split json {"train"|"val"|"test": [[relpath, label, classname], ...]}
 #   fgvc_txt       FGVCAircraft: variants.txt + images_variant_{train,val,test}.txt ("<image id> <variant>")
 #   imagenet       images/{train,val}/<wnid>/* + classnames.txt ("<wnid> <class name>")
 #   class_folders  test-only ImageNet variants: <image_dir>/<class folder>/* + classnames.txt
@@ -63,7 +64,7 @@ class DatasetInfo:
     split_files: tuple[str, ...]  # files under dataset_dir that list the samples / class names
     num_classes: int
     train_size: int | None = None  # images in the train split (the student's unlabeled distillation set)
-    test_base_size: int | None = None  # test images of the base classes (first ceil(n/2) labels)
+    test_base_size: int | None = None  # test images of the base classes (num_base_classes)
     test_novel_size: int | None = None  # test images of the novel classes
     test_size: int | None = None  # all test images (base + novel where both are known)
     sizes_source: str = "reference-promptkd.md §5.1 (paper Table 8)"
@@ -84,7 +85,7 @@ class DatasetInfo:
 
     @property
     def split_file(self) -> str | None:
-        """The CoOp split json (``split_json`` layout), else ``None``."""
+        """The benchmark split json (``split_json`` layout), else ``None``."""
         return self.split_files[0] if self.layout == "split_json" else None
 
     @property
@@ -94,8 +95,8 @@ class DatasetInfo:
 
     @property
     def num_base_classes(self) -> int:
-        """Base classes: the first ``ceil(n/2)`` labels (``datasets.common.subsample_classes``)."""
-        return math.ceil(self.num_classes / 2)
+        """Base classes, as the evaluation protocol splits them (``dassl.evaluation.protocol.base_class_count``)."""
+        return base_class_count(self.num_classes)
 
     @property
     def num_novel_classes(self) -> int:

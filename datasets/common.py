@@ -1,21 +1,12 @@
-"""Logic shared by every dataset class: split files, few-shot sampling and its cache, base/novel subsampling,
-and the evaluation protocols. A dataset file only says where its files are and how to read them.
+"""Logic shared by every dataset class: split files and few-shot sampling with its cache. A dataset file only says
+where its files are and how to read them; it returns the **full** train / val / test splits of all its classes.
 
-Split files use the CoOp format ``{"train": [[relpath, label, classname], ...], "val": [...], "test": [...]}``
+Split files use the benchmark split format ``{"train": [[relpath, label, classname], ...], "val": [...], "test": [...]}``
 with paths relative to the image directory. Few-shot picks are cached per (shots, seed) as JSON in the same
 format, so a run is reproducible and the cache is safe to read.
 
-Protocols (``DATASET.PROTOCOL``; ``auto`` picks ``transductive`` for PromptKD, as upstream does):
-
-* ``standard`` (the prompt-learning baselines, PromptSRC): ``train_x, val, test`` restricted to
-  ``DATASET.SUBSAMPLE_CLASSES`` (all / base / new, relabelled from 0).
-* ``transductive`` (the PromptKD student): ``TRAINER.MODAL base2novel`` trains on the train split of **all**
-  classes (labels unused), ``val`` = base-class test images, ``test`` = novel-class test images, each relabelled;
-  ``TRAINER.MODAL cross`` trains on the target's train split with ``val = test`` = the target's test split.
-
-Model selection split (``DATASET.VAL_SOURCE``): ``auto`` (default: each upstream's own choice, see
-``resolve_val_source``), ``test`` (the PromptKD repository, whose dataset classes pass the test split as ``val``)
-or ``val`` (the json ``val`` split, as CoOp, MaPLe and PromptSRC do).
+Which classes a method sees, which images it is selected and tested on, and what the numbers count as is the
+evaluation protocol's business (``dassl/evaluation/protocol.py``), not the datasets'.
 """
 
 from __future__ import annotations
@@ -23,26 +14,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
 import os.path as osp
 import pickle
 import shlex
 from typing import Any
 
-from dassl.config import ConfigError
 from dassl.data.datasets import DatasetBase, Datum
 from dassl.utils import mkdir_if_missing, read_json, write_json
 from dassl.utils.errors import UserError
 from dassl.utils.torchtools import preserved_rng_state
-
-SUBSAMPLE_CHOICES = ("all", "base", "new")
-PROTOCOLS = ("auto", "standard", "transductive")
-MODALS = ("base2novel", "cross")
-VAL_SOURCES = ("auto", "test", "val")
-# Trainers that distil on unlabeled data of all classes (upstream: `if cfg.TRAINER.NAME == "PromptKD"`)
-TRANSDUCTIVE_TRAINERS = ("PromptKD",)
-
 
 # ----------------------------------------------------------------------------------------------------------
 # split files
@@ -72,7 +53,7 @@ def prepare_command(dataset: str, action: str = "--check", root: str | None = No
 
 
 def split_problems(split: Any, required: tuple[str, ...] = ("train", "test")) -> list[str]:
-    """What keeps a parsed CoOp split from being read: its shape (the ``required`` lists), malformed entries, a
+    """What keeps a parsed benchmark split from being read: its shape (the ``required`` lists), malformed entries, a
     label with two class names, labels outside ``0..n-1`` for the ``n`` classes it names (the model has ``n``
     outputs, so a larger label fails deep in the loss). Empty when usable. ``tools/prepare_data.py`` applies the
     same rules."""
@@ -124,7 +105,7 @@ def split_problems(split: Any, required: tuple[str, ...] = ("train", "test")) ->
 def read_split(
     filepath: str, path_prefix: str, dataset: str = "<dataset>", fix: str | None = None
 ) -> tuple[list[Datum], list[Datum], list[Datum]]:
-    """Read a CoOp split json; image paths are joined to ``path_prefix``.
+    """Read a benchmark split json; image paths are joined to ``path_prefix``.
 
     A missing, unparsable or inconsistent file is a ``DatasetError`` that names it, says what is wrong (json
     position, entries, labels) and gives ``fix`` (default: the ``prepare_data.py`` commands for ``dataset``).
@@ -134,7 +115,7 @@ def read_split(
     )
     if not osp.isfile(filepath):
         raise DatasetNotFoundError(
-            f"Split file not found: {filepath}. Every benchmark needs the CoOp split json in its dataset folder. "
+            f"Split file not found: {filepath}. Every benchmark needs the benchmark split json in its dataset folder. "
             f"Fix: {fix}. For a folder-per-class dataset, python tools/prepare_data.py --make-split {dataset} --seed 1 "
             "writes a seeded random split instead, as the original code draws one (numbers on it are not comparable "
             "with published ones)."
@@ -171,7 +152,7 @@ def datums_to_items(data: list[Datum], path_prefix: str) -> list[list]:
 
 
 def save_split(train: list[Datum], val: list[Datum], test: list[Datum], filepath: str, path_prefix: str) -> None:
-    """Write a CoOp split json with paths relative to ``path_prefix``."""
+    """Write a benchmark split json with paths relative to ``path_prefix``."""
     split = {name: datums_to_items(data, path_prefix) for name, data in (("train", train), ("val", val), ("test", test))}
     write_json(split, filepath)
     print(f"Saved split to {filepath}")
@@ -222,37 +203,6 @@ def read_classnames(text_file: str) -> dict[str, str]:
             if parts and parts[0]:
                 classnames[parts[0]] = " ".join(parts[1:])
     return classnames
-
-
-# ----------------------------------------------------------------------------------------------------------
-# base / novel
-
-
-def subsample_classes(*args: list[Datum], subsample: str = "all") -> list[list[Datum]] | tuple:
-    """Keep the base (first ceil(n/2) sorted labels) or new (the rest) classes and relabel them from 0.
-
-    The label set comes from the first data source (train); every source is filtered with it.
-    """
-    if subsample not in SUBSAMPLE_CHOICES:
-        raise ConfigError(f"DATASET.SUBSAMPLE_CLASSES must be one of {SUBSAMPLE_CHOICES}, got '{subsample}'")
-    if subsample == "all":
-        return args
-
-    labels = sorted({item.label for item in args[0]})
-    m = math.ceil(len(labels) / 2)
-    print(f"SUBSAMPLE {subsample.upper()} CLASSES!")
-    selected = labels[:m] if subsample == "base" else labels[m:]
-    relabeler = {y: y_new for y_new, y in enumerate(selected)}
-
-    output = []
-    for dataset in args:
-        dataset_new = [
-            Datum(impath=item.impath, label=relabeler[item.label], classname=item.classname)
-            for item in dataset
-            if item.label in relabeler
-        ]
-        output.append(dataset_new)
-    return output
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -376,76 +326,16 @@ def _write_fewshot_cache(
     print(f"Saving preprocessed few-shot data to {cache}")
 
 
-# ----------------------------------------------------------------------------------------------------------
-# protocols
-
-
-def resolve_protocol(cfg) -> str:
-    """``standard`` or ``transductive`` (``auto``: transductive for the trainers in TRANSDUCTIVE_TRAINERS)."""
-    protocol = cfg.DATASET.PROTOCOL
-    if protocol not in PROTOCOLS:
-        raise ConfigError(f"DATASET.PROTOCOL must be one of {PROTOCOLS}, got '{protocol}'")
-    if protocol == "auto":
-        return "transductive" if cfg.TRAINER.NAME in TRANSDUCTIVE_TRAINERS else "standard"
-    return protocol
-
-
-def resolve_val_source(cfg) -> str:
-    """``test`` or ``val``: ``auto`` is the test split for the PromptKD student (its repository's dataset classes
-    pass test as val) and the json val split for every other trainer (the CoOp, MaPLe and PromptSRC repositories)."""
-    val_source = cfg.DATASET.VAL_SOURCE
-    if val_source not in VAL_SOURCES:
-        raise ConfigError(f"DATASET.VAL_SOURCE must be one of {VAL_SOURCES}, got '{val_source}'")
-    if val_source == "auto":
-        return "test" if cfg.TRAINER.NAME in TRANSDUCTIVE_TRAINERS else "val"
-    return val_source
-
-
-def protocol_splits(
-    cfg, train: list[Datum], val: list[Datum], test: list[Datum]
-) -> tuple[list[Datum], list[Datum], list[Datum]]:
-    """Apply the protocol, base/novel subsampling and the model-selection split (module docstring)."""
-    subsample = cfg.DATASET.SUBSAMPLE_CLASSES
-    val_source = resolve_val_source(cfg)
-
-    if resolve_protocol(cfg) == "transductive":
-        modal = cfg.TRAINER.MODAL
-        if modal == "base2novel":
-            # train on every class (labels are never used); evaluate base and novel separately
-            _, val_base, test_base = subsample_classes(train, val, test, subsample="base")
-            _, _, test_new = subsample_classes(train, val, test, subsample="new")
-            selection = test_base if val_source == "test" else val_base
-            _log_selection(val_source, "base-class test images")
-            return train, selection, test_new
-        if modal == "cross":
-            train, val, test = subsample_classes(train, val, test, subsample=subsample)
-            _log_selection(val_source, "test images")
-            return train, (test if val_source == "test" else val), test
-        raise ConfigError(f"TRAINER.MODAL must be one of {MODALS}, got '{modal}'")
-
-    train, val, test = subsample_classes(train, val, test, subsample=subsample)
-    if val_source == "test":
-        val = test
-    return train, val, test
-
-
-def _log_selection(val_source: str, what: str) -> None:
-    if val_source == "test":
-        print(
-            f"Model selection uses the {what} (upstream parity); DATASET.VAL_SOURCE val selects on the json val split"
-        )
-
-
 class BenchmarkDataset(DatasetBase):
-    """A dataset in the CoOp layout: ``<DATASET.ROOT>/<dataset_dir>/<image_dir_name>/...`` + a split json.
+    """A dataset in the benchmark layout: ``<DATASET.ROOT>/<dataset_dir>/<image_dir_name>/...`` + a split json.
 
     Subclasses set the class attributes (and override ``read_data`` when they have no split json); the
-    few-shot cache, protocols and subsampling are applied here, the same way for every dataset.
+    few-shot cache is applied here, the same way for every dataset.
     """
 
     dataset_dir = ""  # folder under DATASET.ROOT
     image_dir_name = ""  # folder holding the images, under dataset_dir
-    split_file = ""  # CoOp split json under dataset_dir
+    split_file = ""  # benchmark split json under dataset_dir
     paths_relative_to_dataset_dir = False  # StanfordCars' split paths start at dataset_dir
     has_val = True  # ImageNet has no val split (its few-shot cache holds train only)
     # How upstream draws a split when the json is missing (generate_split keywords); None: it cannot
@@ -457,11 +347,6 @@ class BenchmarkDataset(DatasetBase):
         self.image_dir = osp.join(self.dataset_dir, self.image_dir_name)
         self.split_path = osp.join(self.dataset_dir, self.split_file) if self.split_file else ""
         self.split_fewshot_dir = osp.join(self.dataset_dir, "split_fewshot")
-        if not self.has_val and resolve_val_source(cfg) == "val" and cfg.TEST.FINAL_MODEL == "best_val":
-            raise ConfigError(
-                f"{type(self).__name__} has no val split, so DATASET.VAL_SOURCE val cannot select models; "
-                "use DATASET.VAL_SOURCE test (upstream's choice) or TEST.FINAL_MODEL last_step."
-            )
         if not osp.isdir(self.dataset_dir):
             raise DatasetNotFoundError(
                 f"{type(self).__name__} not found: expected the folder {self.dataset_dir} (DATASET.ROOT = {root}). "
@@ -484,13 +369,7 @@ class BenchmarkDataset(DatasetBase):
             )
             if self.has_val:
                 val = few_val
-
-        # The student's base-class test images, also when model selection runs on the json val split
-        self.test_base: list[Datum] = []
-        if resolve_protocol(cfg) == "transductive" and cfg.TRAINER.MODAL == "base2novel":
-            self.test_base = subsample_classes(train, val, test, subsample="base")[2]
-        train_x, val, test = protocol_splits(cfg, train, val, test)
-        super().__init__(train_x=train_x, val=val, test=test)
+        super().__init__(train_x=train, val=val, test=test)
 
     @property
     def path_prefix(self) -> str:

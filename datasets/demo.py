@@ -1,7 +1,7 @@
-"""The built-in demo dataset: coloured shapes drawn deterministically, in a CoOp-style folder layout.
+"""The built-in demo dataset: coloured shapes drawn deterministically, in a benchmark folder layout.
 
 ``make_demo_dataset(root)`` writes ``<root>/demo/images/<class_folder>/<index>.png`` and ``<root>/demo/split_demo.json``
-(the CoOp split format). 12 classes, 16 train / 4 val / 8 test images each; the first 6 classes are the base
+(the benchmark split format). 12 classes, 16 train / 4 val / 8 test images each; the first 6 classes are the base
 classes and the last 6 the novel ones, and the novel classes recombine the colours and shapes of the base ones.
 The same call always writes byte-identical files, so tests and the demo are reproducible.
 """
@@ -9,7 +9,6 @@ The same call always writes byte-identical files, so tests and the demo are repr
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from dassl.data.datasets import DATASET_REGISTRY
+from dassl.evaluation.protocol import base_class_count
 
 from .common import BenchmarkDataset
 
@@ -108,7 +108,7 @@ def make_demo_dataset(root: str | os.PathLike, size: int = 64, seed: int = 0) ->
 
 
 def num_base_classes() -> int:
-    return math.ceil(len(DEMO_CLASSES) / 2)
+    return base_class_count(len(DEMO_CLASSES))
 
 
 @DATASET_REGISTRY.register()

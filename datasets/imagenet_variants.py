@@ -9,8 +9,8 @@
 For the wnid-folder sets, label = index of the wnid in the sorted folder list (so 0..199 for -A and -R) and
 class name = ``classnames[wnid]``. Each reads ``<dataset_dir>/classnames.txt`` (a copy of ImageNet's).
 
-As upstream, ``train_x = test = all images`` and there is no val split, no few-shot sampling, no base/new
-subsampling and no protocol branch: in PromptKD's domain-generalisation setting the student distils on the
+As upstream, ``train_x = test = all images`` and there is no val split and no few-shot sampling; the evaluation
+protocol keeps every class (``class_subsampling = False``): in the distillation domain-generalisation setting a student distils on the
 unlabeled target images and is evaluated on them. Images within a folder are sorted (upstream lists them in
 file-system order).
 """
@@ -34,6 +34,7 @@ class ImageNetVariant(DatasetBase):
 
     dataset_dir = ""
     image_dir_name = ""
+    class_subsampling = False  # the evaluation protocol keeps every class of a test-only set
 
     def __init__(self, cfg) -> None:
         root = osp.abspath(osp.expanduser(cfg.DATASET.ROOT))

@@ -231,7 +231,7 @@ def render_images(classnames: list[str] | tuple[str, ...], per_class: int, domai
 
 
 def make_miniworld_dataset(root: str | os.PathLike, config: MiniWorldConfig | None = None) -> Path:
-    """Write the downstream MiniWorld benchmark to ``<root>/miniworld`` (CoOp layout) unless the same config
+    """Write the downstream MiniWorld benchmark to ``<root>/miniworld`` (the benchmark layout) unless the same config
     already wrote it there; returns the dataset folder. Images: ``images/<class_folder>/<index>.png``."""
     config = config or MiniWorldConfig()
     dataset_dir = Path(root) / DATASET_DIR

@@ -39,6 +39,7 @@ if __package__ in (None, ""):  # run as a script: the repository root is not on 
 from tabulate import tabulate  # noqa: E402
 
 import train  # noqa: E402
+from dassl.evaluation.protocol import harmonic_mean  # noqa: E402
 from promptkd.datasets.demo import make_demo_dataset  # noqa: E402
 from promptkd.datasets.miniworld import MiniWorldConfig, make_miniworld_dataset  # noqa: E402
 from tools import pretrain_clip  # noqa: E402
@@ -51,9 +52,6 @@ CONFIGS = REPO_ROOT / "configs"
 DEFAULT_OUT = REPO_ROOT / "output" / "demo" if (REPO_ROOT / "pyproject.toml").is_file() else Path("output") / "demo"
 BACKBONES = ("miniworld", "random")
 
-
-def harmonic_mean(base: float, novel: float) -> float:
-    return 2 * base * novel / (base + novel) if base + novel > 0 else 0.0
 
 
 @dataclass

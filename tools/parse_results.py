@@ -4,13 +4,15 @@
     python tools/parse_results.py output --format markdown --compare paper
     python tools/parse_results.py output --format csv > results.csv   # or json
 
-Every run folder is read from its ``results.json`` (written by every run of this toolkit); runs of the upstream
-code, which only have ``log.txt``, are read from the log (the ``* accuracy: X%`` blocks, the config dump and the
-per-epoch ``Evaluate on the *val* set`` results). Runs are grouped into experiments (one method + config +
-protocol), each experiment into datasets and seeds:
+Every run folder is read from its ``results.json`` (written by every run of this toolkit, schema in
+``dassl/evaluation/results.py``): what was run (trainer, dataset, seed, shots, experiment name), the protocol and
+the numbers (base / novel / accuracy of the deployed model, with its selection rule and epoch) are all in there.
+Runs are grouped into experiments (the recorded experiment name + shots + protocol), each experiment into datasets
+and seeds:
 
-* base-to-novel: a PromptKD run holds both numbers; for the other methods the base number comes from
-  ``train_base/`` (or ``test_base/``) and the novel number from the matching ``test_new/`` folder;
+* base-to-novel: a PromptKD run holds both numbers; for the other methods the base number comes from the run
+  trained on the base classes (or an evaluation of it on them) and the novel number from its evaluation on the
+  novel classes;
   HM = 2·B·N/(B+N) per seed; the dataset row gives the mean ± std over seeds (``np.std``, as upstream's
   ``parse_test_res.py``; ``--ci95`` for 1.96·std/√n) and the HM of the averaged base and novel, as the papers do;
   the average row gives the HM of the averaged base and novel (the papers' "Average") and, labelled, the mean of
@@ -18,7 +20,9 @@ protocol), each experiment into datasets and seeds:
 * cross-dataset, domain generalisation and few-shot runs: one accuracy per seed.
 
 Each number says which model it comes from (the selection rule and epoch) and missing or unfinished runs are
-listed. ``--compare paper`` adds the published numbers (PromptKD paper, Tables 1, 2, 9, 10) and the difference.
+listed. Runs of the upstream code, which only have ``log.txt``, are imported from the log (the ``* accuracy: X%``
+blocks, the config dump and the per-epoch ``Evaluate on the *val* set`` results) and grouped by their folders
+(``train_base/``, ``test_new/``, ``seed1``), as are results.json files written before the schema was versioned. ``--compare paper`` adds the published numbers (PromptKD paper, Tables 1, 2, 9, 10) and the difference.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ if __package__ in (None, ""):  # run as a script: the repository root is not on 
 
 from tabulate import tabulate  # noqa: E402
 
+from dassl.evaluation.protocol import harmonic_mean  # noqa: E402
+from dassl.evaluation.results import read_results  # noqa: E402
 from tools import paper_numbers  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -51,11 +57,14 @@ ACCURACY_LINE = re.compile(r"\* accuracy: ([\d.eE+-]+)%")
 EPOCH_LINE = re.compile(r"^epoch \[(\d+)/(\d+)\] batch \[(\d+)/(\d+)\]")
 LOSS_ITEM = re.compile(r"(\w+) (-?[\d.eE+-]+|nan|inf) \((-?[\d.eE+-]+|nan|inf)\)")
 FORMATS = ("table", "markdown", "csv", "json")
-KNOWN_TRAINERS = ("ZeroshotCLIP", "ZeroshotCLIP2", "CoOp", "CoCoOp", "KgCoOp", "MaPLe", "IVLP", "VPT", "PromptSRC", "PromptKD")
 
 
-def harmonic_mean(base: float, novel: float) -> float:
-    return 2 * base * novel / (base + novel) if base + novel > 0 else 0.0
+def known_trainers() -> set[str]:
+    """Every registered trainer's name (a log of the upstream code names its trainer in its folder path)."""
+    import trainers  # noqa: F401  (registers the trainers)
+    from dassl.engine import TRAINER_REGISTRY
+
+    return set(TRAINER_REGISTRY.registered_names())
 
 
 def dataset_names(configs: Path = REPO_ROOT / "configs" / "datasets") -> dict[str, str]:
@@ -174,6 +183,8 @@ class Run:
     epoch: int | None = None
     selection: str = ""
     progress: str = ""  # "epoch 3/20" for an unfinished run
+    experiment: str | None = None  # the recorded experiment name (None: imported, grouped by its folders)
+    num_shots: int | None = None
 
 
 def _selection(rule: str, epoch: int | None, split: str | None = None) -> str:
@@ -188,39 +199,37 @@ def _selection(rule: str, epoch: int | None, split: str | None = None) -> str:
 
 
 def _from_results_json(run_dir: Path, data: dict) -> Run:
-    seed = data.get("seed")
+    """A run from its (validated) results.json: every field is read, nothing inferred from the folder."""
+    seed = data["seed"]
+    protocol = data["protocol"]
+    recorded = "upgraded_from" not in protocol
     run = Run(
         path=run_dir,
-        trainer=str(data.get("trainer", "")),
-        dataset=str(data.get("dataset", "")),
-        seed=seed if isinstance(seed, int) and seed >= 0 else None,
+        trainer=data["trainer"],
+        dataset=data["dataset"],
+        seed=seed if seed >= 0 else None,
         backbone=str(data.get("backbone", "")),
-        subsample=str(data.get("subsample_classes", "all")),
-        modal=str(data.get("modal", "")),
+        subsample=data["subsample_classes"],
+        modal=str(protocol.get("modal") or data.get("modal") or ""),
         source="results.json",
-        finished="final" in data,
+        finished=data["finished"],
+        experiment=data["experiment"]["name"] if recorded else None,
+        num_shots=data["num_shots"],
     )
-    rule = str(data.get("final_model", ""))
-    split = (data.get("selection") or {}).get("split")
-    if run.modal == "base2novel":
-        if "base" in data and "novel" in data:
-            run.base, run.novel = data["base"]["accuracy"], data["novel"]["accuracy"]
-            run.epoch = data["novel"].get("epoch")
-            run.selection = _selection(rule, run.epoch, split)
-    elif run.finished:
-        final = data["final"]
-        run.epoch = final.get("epoch")
-        evaluated_only = run.epoch is None and not any(e.get("split") == "val" for e in data.get("evaluations", []))
+    selection = data.get("selection") or {}
+    rule, split = str(selection.get("rule") or data["final_model"]), selection.get("split")
+    if run.finished:
+        run.base = (data.get("base") or {}).get("accuracy")
+        run.novel = (data.get("novel") or {}).get("accuracy")
+        run.accuracy = (data.get("accuracy") or {}).get("accuracy")
+        headline = data.get("novel") or data.get("accuracy") or data.get("base") or data["final"]
+        run.epoch = headline.get("epoch")
+        evaluated_only = run.epoch is None and not any(e.get("stage") == "epoch" for e in data["evaluations"])
         run.selection = "eval only" if evaluated_only else _selection(rule, run.epoch, split)
-        value = final.get("accuracy")
-        if run.subsample == "base":
-            run.base = value
-        elif run.subsample == "new":
-            run.novel = value
-        else:
-            run.accuracy = value
-    if not run.finished:
-        epochs = [e["epoch"] for e in data.get("evaluations", []) if e.get("epoch")]
+        if run.modal == "base2novel" and (run.base is None or run.novel is None):
+            run.base = run.novel = None  # a student without both numbers is not a base-to-novel result
+    else:
+        epochs = [e["epoch"] for e in data["evaluations"] if e.get("epoch")]
         run.progress = f"evaluated up to epoch {max(epochs)}" if epochs else "started"
     return run
 
@@ -229,7 +238,7 @@ def _from_log(run_dir: Path, names: dict[str, str]) -> Run:
     summary = parse_log(read_logs(run_dir))
     config = summary.config
     dataset = config.get("DATASET.NAME") or next((names[p] for p in run_dir.parts[::-1] if p in names), "")
-    trainer = config.get("TRAINER.NAME") or next((p for p in run_dir.parts[::-1] if p in KNOWN_TRAINERS), "")
+    trainer = config.get("TRAINER.NAME") or next((p for p in run_dir.parts[::-1] if p in known_trainers()), "")
     seed = config.get("SEED", "")
     seed_match = SEED_DIR.match(run_dir.name)
     run = Run(
@@ -267,13 +276,7 @@ def read_run(run_dir: Path, names: dict[str, str] | None = None) -> Run:
     """The run in ``run_dir`` from its ``results.json``, or from ``log.txt`` for runs of the upstream code."""
     results = run_dir / "results.json"
     if results.is_file():
-        try:
-            return _from_results_json(run_dir, json.loads(results.read_text(encoding="utf-8")))
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as err:
-            raise ValueError(
-                f"{results}: not a results.json written by this toolkit ({type(err).__name__}: {err}); "
-                "truncated by a crash, or edited? Rerun the run (same command) to rewrite it"
-            ) from err
+        return _from_results_json(run_dir, read_results(results))  # ResultsError (a ValueError) names the file
     return _from_log(run_dir, names if names is not None else dataset_names())
 
 
@@ -442,7 +445,11 @@ def collect(root: Path | str, seeds: list[int] | None = None, unreadable: list[s
                 raise
             unreadable.append(str(err))
             continue
-        name, phase = _experiment_key(run, root, names)
+        if run.experiment is not None:  # recorded: the name, the shots, and no phase folders
+            shots = f" [{run.num_shots}-shot]" if run.num_shots and run.num_shots > 0 else ""
+            name, phase = f"{run.experiment}{shots}", None
+        else:
+            name, phase = _experiment_key(run, root, names)
         protocol = "base2novel" if run.modal == "base2novel" or phase or run.subsample in ("base", "new") else "accuracy"
         grouped.setdefault((name, protocol), []).append((run, phase))
 

@@ -47,6 +47,7 @@ if __package__ in (None, ""):  # run as `python tools/prepare_data.py` from anyw
 
 from tqdm import tqdm  # noqa: E402
 
+from dassl.evaluation.protocol import base_class_count  # noqa: E402
 from dassl.utils.download import download_url, sha256_of_file, unreachable  # noqa: E402
 from dassl.utils.errors import UserError, run_entry_point  # noqa: E402
 from promptkd.datasets.catalog import CATALOG, MIRROR_REPO, DatasetInfo, find_dataset, mirror_url  # noqa: E402
@@ -280,7 +281,7 @@ def _compare_split_counts(report: DatasetReport, labels: dict[str, list[int]]) -
     info = report.info
     classes = sorted({y for ys in labels.values() for y in ys})
     train_labels = sorted(set(labels["train"])) or classes
-    base = set(train_labels[: -(-len(train_labels) // 2)])  # first ceil(n/2) labels, as subsample_classes
+    base = set(train_labels[: base_class_count(len(train_labels))])
     test_base = sum(1 for y in labels["test"] if y in base)
     test_novel = len(labels["test"]) - test_base
     report.facts.append(
@@ -449,7 +450,7 @@ def _check_imagenet(report: DatasetReport, root: Path) -> list[str]:
         split_counts[split] = counts
     if "train" in split_counts and "val" in split_counts:
         train, val = split_counts["train"], split_counts["val"]
-        m = -(-len(val) // 2)
+        m = base_class_count(len(val))
         base, novel = sum(val[:m]), sum(val[m:])
         report.facts.append(
             f"{len(train)} train / {len(val)} val class folders; train {sum(train)}, "

@@ -33,7 +33,6 @@ from tools import paper_numbers, parse_results  # noqa: E402
 # The checkout this file was invoked from (not resolved: a symlinked copy runs its own scripts/ and output/)
 REPO_ROOT = Path(os.path.abspath(__file__)).parents[1]
 SCRIPTS = REPO_ROOT / "scripts"
-METHODS = ("zsclip", "coop", "cocoop", "kgcoop", "maple", "ivlp", "vpt", "promptsrc", "promptkd")
 PROTOCOLS = ("base2new", "xd", "dg", "fewshot")
 DATASET_SETS = {
     "base2new": "imagenet caltech101 oxford_pets stanford_cars oxford_flowers food101 fgvc_aircraft sun397 dtd eurosat ucf101",
@@ -52,6 +51,22 @@ def _script(method: str, protocol_script: str) -> str:
     """``<method>/<script>.sh`` that runs one dataset x seed of the protocol."""
     return f"{method}/{ONE_RUN_SCRIPTS.get(method, {}).get(protocol_script, protocol_script)}.sh"
 assert len(DATASET_SETS["base2new"].split()) == len(paper_numbers.BASE_TO_NOVEL_DATASETS)
+
+# Methods with a recipe of their own below (a teacher first, a single zero-shot script); every other method is a
+# folder scripts/<method>/ with the protocol's <protocol>_train.sh / _test.sh (base2new, xd) or fewshot.sh, found
+# by ``discover_methods``: adding a method to the sweep is adding its scripts.
+RECIPES = ("zsclip", "promptkd")
+GENERIC_SCRIPTS = ("base2new_train.sh", "xd_train.sh", "fewshot.sh")
+
+
+def discover_methods(scripts: Path = SCRIPTS) -> tuple[str, ...]:
+    """The sweep's methods: the recipes plus every scripts/<method>/ folder that has a protocol script."""
+    found = {p.name for p in scripts.iterdir() if p.is_dir() and any((p / name).is_file() for name in GENERIC_SCRIPTS)}
+    found |= {m for m in ONE_RUN_SCRIPTS if (scripts / m).is_dir()}
+    order = {m: i for i, m in enumerate(("zsclip", "coop", "cocoop", "kgcoop", "maple", "ivlp", "vpt", "promptsrc"))}
+    return tuple(sorted(found | set(RECIPES), key=lambda m: (m == "promptkd", order.get(m, len(order)), m)))
+
+METHODS = discover_methods()
 
 
 @dataclass
@@ -126,10 +141,10 @@ def plan(methods: list[str], protocol: str, datasets: list[str], seeds: list[int
                 train = Step(_script(method, "xd_train"), [str(seed)])
                 steps.append(train)
                 steps += [Step(_script(method, "xd_test"), [d, str(seed)], needs=train.key) for d in datasets]
-        elif method == "coop":
-            steps += [Step("coop/fewshot.sh", [d, str(s)]) for d in datasets for s in seeds]
+        elif (SCRIPTS / method / "fewshot.sh").is_file():
+            steps += [Step(f"{method}/fewshot.sh", [d, str(s)]) for d in datasets for s in seeds]
         else:
-            raise ValueError(f"{method} has no few-shot script (only coop: scripts/coop/fewshot.sh)")
+            raise ValueError(f"{method} has no few-shot script (scripts/{method}/fewshot.sh)")
     for step in steps:
         if not (SCRIPTS / step.script).is_file():
             raise ValueError(f"scripts/{step.script} does not exist (no such protocol script for this method)")

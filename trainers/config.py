@@ -11,7 +11,7 @@ from yacs.config import CfgNode as CN
 
 def extend_cfg(cfg: CN) -> CN:
     """Add the trainer nodes and the dataset/protocol keys that the engine defaults do not have (in place)."""
-    # Protocol: which classes a dataset keeps (all, base = first ceil(n/2) labels, new = the rest)
+    # Protocol (dassl/evaluation/protocol.py): which classes a standard run keeps (all, base, new)
     cfg.DATASET.SUBSAMPLE_CLASSES = "all"
     # Ours (datasets/common.py): which splits a dataset builds. auto = transductive for PromptKD, else standard
     cfg.DATASET.PROTOCOL = "auto"

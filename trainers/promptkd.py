@@ -14,7 +14,6 @@ the teacher's design is read from its checkpoint. Checkpoint key mapping to upst
 
 from __future__ import annotations
 
-import math
 import os
 import os.path as osp
 
@@ -22,8 +21,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dassl.data import build_data_loader
-from dassl.data.transforms import build_transform
 from dassl.engine import TRAINER_REGISTRY
 from dassl.utils.torchtools import preserved_rng_state
 
@@ -108,7 +105,7 @@ class PromptKDStudent(nn.Module):
 
 
 def default_teacher_checkpoint(cfg) -> str:
-    """Upstream's path pattern, relative to the working directory."""
+    """Upstream's path pattern, relative to the working directory (TRAINER.MODAL picks the cross-dataset teacher)."""
     if cfg.TRAINER.MODAL == "cross":
         return osp.join("teacher_model", "ImageNet-xd", "VLPromptLearner_large", "model.pth.tar-20")
     return osp.join("teacher_model", cfg.DATASET.NAME, "VLPromptLearner", "model-best.pth.tar")
@@ -116,6 +113,7 @@ def default_teacher_checkpoint(cfg) -> str:
 
 @TRAINER_REGISTRY.register()
 class PromptKD(PromptTrainer):
+    PROTOCOL = "transductive"  # distils on the unlabeled train images of all classes (dassl/evaluation/protocol.py)
     CONFIG_NODE = "PROMPTKD"
     MODEL_NAME = "VLPromptLearner"
 
@@ -139,7 +137,6 @@ class PromptKD(PromptTrainer):
                   f"(epoch {r['epoch']}, {r['results']})")  # fmt: skip
         else:
             print("Teacher's own accuracy unknown (no results.json next to its checkpoint folder)")
-        self.n_base = math.ceil(len(classnames) / 2)
         self.check_teacher_classes(classnames)
         self.teacher = None
         cache_dir = kd.CLASS_VECTOR_CACHE or os.environ.get("PROMPTKD_CACHE_DIR", "~/.cache/promptkd")
@@ -167,15 +164,14 @@ class PromptKD(PromptTrainer):
         self.register_prompt_model(model)
         if self.teacher is not None:
             self.precision.cast_frozen(self.teacher)
-        self._eval_split = "test"
 
     def check_teacher_classes(self, classnames: list[str]) -> None:
         """In base2novel the teacher must have been trained on this dataset's base (or all) classes."""
-        if self.cfg.TRAINER.MODAL != "base2novel":
+        if self.protocol.modal != "base2novel":
             return  # cross-dataset: a teacher of another dataset (ImageNet) is the point
         trained_on = teacher_classnames(self.teacher_ckpt)
         dataset = (self.teacher_record or {}).get("dataset")
-        fits = trained_on is None or trained_on in (classnames[: self.n_base], list(classnames))
+        fits = trained_on is None or trained_on in (classnames[: self.partition.num_base], list(classnames))
         if fits and (dataset is None or dataset == self.cfg.DATASET.NAME):
             return
         what = f"{len(trained_on)} classes ({', '.join(trained_on[:3])}, ...)" if trained_on else "another dataset"
@@ -221,68 +217,19 @@ class PromptKD(PromptTrainer):
 
     # ------------------------------------------------------------------ evaluation: the student alone
 
-    def eval_class_vectors(self, split: str) -> torch.Tensor:
-        """Base classes for "val", novel classes for "test" in base2novel (upstream's slices); all in cross."""
-        if self.cfg.TRAINER.MODAL == "base2novel" and self.dm.dataset.num_classes == len(self.class_vectors):
-            return self.class_vectors[: self.n_base] if split == "val" else self.class_vectors[self.n_base :]
-        return self.class_vectors
-
-    @property
-    def upstream_selection(self) -> bool:
-        """Parity mode: the best epoch on the base-class test images, whose accuracy is then the base number."""
-        return self.cfg.DATASET.VAL_SOURCE == "test" and self.cfg.TEST.FINAL_MODEL == "best_val"
-
-    def describe_split(self, split: str) -> str:
-        """In base2novel, "val" is the base classes' selection split and "test" the novel classes' test images."""
-        if self.cfg.TRAINER.MODAL != "base2novel":
-            return super().describe_split(split)
-        parity = self.cfg.DATASET.VAL_SOURCE == "test"
-        selection = "base-class test images (as the original)" if parity else "base-class val images"
-        names = {"val": f"selection split: {selection}", "test": "novel-class test images",
-                 "test_base": "base-class test images"}  # fmt: skip
-        return names.get(split, super().describe_split(split))
-
-    def test(self, split: str | None = None):
-        effective = split if split is not None else self.cfg.TEST.SPLIT
-        if effective == "val" and self.val_loader is None:
-            effective = "test"
-        eval_only = getattr(self, "_eval_only", False)
-        if split is None and self.cfg.TRAINER.MODAL == "base2novel":
-            self._eval_only = False
-            if not self.upstream_selection and self.dm.dataset.test_base:
-                self.test_base()  # the deployed model on the base-class test images
-            elif eval_only and self.val_loader is not None:
-                self.test("val")  # eval-only: report base accuracy as well (val = base test images)
-        self._eval_split = effective
-        return super().test(split)
-
-    def test_base(self) -> float:
-        """Base accuracy of the deployed model on the base-class test images (recorded as split ``test_base``).
-
-        Needed when the model is selected on the json val split or taken from the last epoch: then the per-epoch
-        "val" results are not test accuracies (or do not exist).
-        """
-        dataset = self.dm.dataset
-        loader = build_data_loader(
-            self.cfg, sampler_type=self.cfg.DATALOADER.TEST.SAMPLER, data_source=dataset.test_base,
-            batch_size=self.cfg.DATALOADER.TEST.BATCH_SIZE, tfm=build_transform(self.cfg, is_train=False),
-            is_train=False,
-        )  # fmt: skip
-        self._eval_split = "val"  # the base-class slice of the class vectors
-        return self.evaluate(loader, "test_base", epoch=self._deployed_epoch)
+    @torch.no_grad()
+    def class_logits(self, image: torch.Tensor, columns: slice | None) -> torch.Tensor:
+        """The student's logits against the class vectors of the protocol's class slice (base / novel / all)."""
+        class_vectors = self.class_vectors if columns is None else self.class_vectors[columns]
+        with self.precision.autocast():
+            features = self.model(image)
+        return self.model.logit_scale.exp().float() * features.float() @ class_vectors.t()
 
     @torch.no_grad()
     def model_inference(self, image: torch.Tensor) -> torch.Tensor:
-        with self.precision.autocast():
-            features = self.model(image)
-        return self.model.logit_scale.exp().float() * features.float() @ self.eval_class_vectors(self._eval_split).t()
-
-    def load_model(self, directory: str, epoch: int | None = None) -> None:
-        super().load_model(directory, epoch)
-        self._eval_only = bool(directory) and not getattr(self, "_training", False)
+        return self.class_logits(image, None)
 
     def before_train(self) -> None:
-        self._training = True
         self.prepare_teacher()
         super().before_train()
 
@@ -295,43 +242,6 @@ class PromptKD(PromptTrainer):
             with preserved_rng_state():
                 self.teacher = self.build_teacher()
 
-    def after_train(self) -> None:
-        if not self.cfg.TEST.NO_TEST and self.cfg.TEST.FINAL_MODEL == "best_val":
-            what = "Novel accuracy" if self.cfg.TRAINER.MODAL == "base2novel" else "Accuracy"
-            print(f"{what} of the last-epoch model (reported next to the selected one)")
-            self.test("test")
-        super().after_train()
-
-    def results_summary(self, evaluations: list[dict]) -> dict:
-        finals = [e for e in evaluations if e.get("final")][-1:]
-        vals = [e for e in evaluations if e["split"] == "val"]
-        tests = [e for e in evaluations if e["split"] == "test" and not e.get("final")]
-        summary: dict = {
-            "modal": self.cfg.TRAINER.MODAL,
-            "teacher": {"checkpoint": self.teacher_ckpt, **(self.teacher_record or {})},
-            "selection": {
-                "rule": self.cfg.TEST.FINAL_MODEL,
-                "split": "json val split" if self.cfg.DATASET.VAL_SOURCE == "val" else "test split (upstream parity)",
-            },
-        }
-        if self.cfg.TRAINER.MODAL != "base2novel":
-            if finals:
-                summary["accuracy"] = {"accuracy": finals[0]["accuracy"], "epoch": finals[0]["epoch"]}
-            return summary
-        test_base = [e for e in evaluations if e["split"] == "test_base"]
-        if finals:
-            epoch = finals[0]["epoch"]
-            selected = [v for v in vals if v["epoch"] == epoch]
-            if selected and self.cfg.TEST.FINAL_MODEL == "best_val":
-                summary["selection"]["accuracy"] = selected[-1]["accuracy"]  # on the selection split
-            base = test_base[-1:] or selected or vals[-1:]
-            summary["novel"] = {"accuracy": finals[0]["accuracy"], "epoch": epoch}
-            if base:
-                summary["base"] = {"accuracy": base[-1]["accuracy"], "epoch": base[-1]["epoch"]}
-                b, n = summary["base"]["accuracy"], summary["novel"]["accuracy"]
-                summary["hm"] = 2 * b * n / (b + n) if b + n > 0 else 0.0
-        if vals and self.cfg.DATASET.VAL_SOURCE == "test":  # "val" = base-class test images
-            summary["base_last"] = {"accuracy": vals[-1]["accuracy"], "epoch": vals[-1]["epoch"]}
-        if tests:
-            summary["novel_last"] = {"accuracy": tests[-1]["accuracy"], "epoch": tests[-1]["epoch"]}
-        return summary
+    def results_extras(self) -> dict:
+        """The teacher the student was distilled from (its checkpoint and what its own run recorded)."""
+        return {"teacher": {"checkpoint": self.teacher_ckpt, **(self.teacher_record or {})}}

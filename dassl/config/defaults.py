@@ -14,6 +14,9 @@ _C.VERSION = 1
 _C.OUTPUT_DIR = "./output"
 # Path to a directory where the files were saved previously
 _C.RESUME = ""
+# The experiment a run belongs to: the result tables group runs by it (with protocol, shots and backbone).
+# Empty: train.py names it <TRAINER.NAME>/<config file stem>; the sweep names its variants.
+_C.EXPERIMENT = ""
 # Set seed to negative value to randomize everything; set seed to positive value to use a fixed seed
 _C.SEED = -1
 _C.USE_CUDA = True

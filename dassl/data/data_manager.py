@@ -8,10 +8,12 @@ from torch.utils.data import Dataset as TorchDataset
 from torch.utils.data.distributed import DistributedSampler
 from torchvision.transforms import Compose, Normalize, Resize, ToTensor
 
+from dassl.config import ConfigError
+from dassl.evaluation.protocol import Protocol, build_protocol, parity_note
 from dassl.utils import read_image
 from dassl.utils.distributed import world_size
 
-from .datasets import build_dataset
+from .datasets import DatasetBase, build_dataset
 from .samplers import build_sampler
 from .transforms import INTERPOLATION_MODES, build_transform
 
@@ -54,10 +56,30 @@ def build_data_loader(
 
 
 class DataManager:
-    """Builds ``dataset``, ``train_loader_x``, ``train_loader_u``, ``val_loader`` (None without val) and ``test_loader``."""
+    """Builds ``dataset``, ``train_loader_x``, ``train_loader_u``, ``val_loader`` (None without val), ``test_loader``
+    and one loader per named evaluation of the run's protocol (``eval_loaders``).
 
-    def __init__(self, cfg, custom_tfm_train=None, custom_tfm_test=None, dataset_wrapper=None) -> None:
-        dataset = build_dataset(cfg)
+    The dataset class returns its full splits; the protocol (``dassl/evaluation/protocol.py``) says which classes
+    the model has, which items it trains on and which each evaluation scores. ``dataset`` is the dataset seen
+    through the protocol (Dassl API: ``train_x`` = training items, ``val`` = the selection items, ``test`` = the
+    main test's items, ``classnames`` = the model's classes); ``source`` is the dataset class's own object.
+    """
+
+    def __init__(
+        self, cfg, custom_tfm_train=None, custom_tfm_test=None, dataset_wrapper=None, protocol: Protocol | None = None
+    ) -> None:
+        source = build_dataset(cfg)
+        protocol = protocol if protocol is not None else build_protocol(cfg)
+        if not getattr(source, "class_subsampling", True) and cfg.DATASET.get("SUBSAMPLE_CLASSES", "all") != "all":
+            print(f"Note: {type(source).__name__} is a test set: DATASET.SUBSAMPLE_CLASSES is ignored (as upstream)")
+        data = protocol.apply(source)
+        selection = protocol.selection
+        note = parity_note(protocol)
+        if note:
+            print(note)
+        dataset = DatasetBase(train_x=data.train, train_u=source.train_u, val=data.val,
+                              test=data.evaluations[protocol.main])  # fmt: skip
+        model_classes = DatasetBase(train_x=data.model_items)
 
         if custom_tfm_train is None:
             tfm_train = build_transform(cfg, is_train=True)
@@ -106,33 +128,45 @@ class DataManager:
                 dataset_wrapper=dataset_wrapper,
             )
 
-        val_loader = None
-        if dataset.val:
-            val_loader = build_data_loader(
+        def test_loader_of(items):
+            return build_data_loader(
                 cfg,
                 sampler_type=cfg.DATALOADER.TEST.SAMPLER,
-                data_source=dataset.val,
+                data_source=items,
                 batch_size=cfg.DATALOADER.TEST.BATCH_SIZE,
                 tfm=tfm_test,
                 is_train=False,
                 dataset_wrapper=dataset_wrapper,
             )
 
-        test_loader = build_data_loader(
-            cfg,
-            sampler_type=cfg.DATALOADER.TEST.SAMPLER,
-            data_source=dataset.test,
-            batch_size=cfg.DATALOADER.TEST.BATCH_SIZE,
-            tfm=tfm_test,
-            is_train=False,
-            dataset_wrapper=dataset_wrapper,
-        )
+        # one loader per distinct (images, classes): the selection and the parity base test share one
+        eval_loaders: dict[str, torch.utils.data.DataLoader] = {}
+        shared: dict[tuple[str, str], torch.utils.data.DataLoader] = {}
+        for evaluation in protocol.evaluations:
+            items = data.evaluations[evaluation.name]
+            if not items:
+                continue
+            key = (evaluation.images, evaluation.classes)
+            if key not in shared:
+                shared[key] = test_loader_of(items)
+            eval_loaders[evaluation.name] = shared[key]
+        val_loader = None
+        if dataset.val:
+            val_loader = eval_loaders[selection.name] if selection is not None else test_loader_of(dataset.val)
+        if protocol.main not in eval_loaders:
+            raise ConfigError(f"{type(source).__name__} has no {protocol.get(protocol.main).images} images to test on")
+        test_loader = eval_loaders[protocol.main]
 
-        self._num_classes = dataset.num_classes
+        self._num_classes = model_classes.num_classes
         self._num_source_domains = len(cfg.DATASET.SOURCE_DOMAINS)
-        self._lab2cname = dataset.lab2cname
+        self._lab2cname = model_classes.lab2cname
 
+        self.source = source
+        self.protocol = protocol
+        self.partition = data.partition
         self.dataset = dataset
+        self.eval_items = data.evaluations
+        self.eval_loaders = eval_loaders
         self.train_loader_x = train_loader_x
         self.train_loader_u = train_loader_u
         self.val_loader = val_loader

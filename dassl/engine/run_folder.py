@@ -49,6 +49,7 @@ LOCK_FILE = ".lock"
 NON_RESULT_KEYS = (
     "OUTPUT_DIR",
     "RESUME",
+    "EXPERIMENT",
     "DATASET.ROOT",
     "DATALOADER.NUM_WORKERS",
     "TRAIN.PRINT_FREQ",
@@ -192,8 +193,12 @@ class RunFolder:
             return False
         try:
             with open(osp.join(self.path, "results.json"), encoding="utf-8") as f:
-                written = json.load(f).get("evaluations")
+                results = json.load(f)
+            written = results.get("evaluations")
         except (OSError, ValueError, AttributeError):
+            return False
+        # "finished": the protocol's main test of the deployed model is in (not just its first final evaluation)
+        if not results.get("finished", "schema_version" not in results):
             return False
         return json.dumps(written, sort_keys=True) == json.dumps(record, sort_keys=True)
 

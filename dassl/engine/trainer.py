@@ -20,8 +20,11 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
+from dassl.config import ConfigError
 from dassl.data import DataManager
 from dassl.evaluation import build_evaluator
+from dassl.evaluation.protocol import Evaluation, build_protocol
+from dassl.evaluation.results import SCHEMA_VERSION, check_results, experiment_config_id, summarize
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import (
     AverageMeter,
@@ -413,7 +416,14 @@ def _list_dir(path: str) -> list[str]:
 
 
 class SimpleTrainer(TrainerBase):
-    """Data loaders, evaluator, best-model selection and results.json on top of TrainerBase."""
+    """Data loaders, evaluator, best-model selection and results.json on top of TrainerBase.
+
+    What is evaluated on which images against which classes, which epoch is deployed and what goes into
+    results.json is the run's ``self.protocol`` (dassl/evaluation/protocol.py); a trainer only says which kind of
+    protocol it follows (``PROTOCOL``) and how its model scores a class slice (``class_logits``).
+    """
+
+    PROTOCOL = "standard"  # "transductive": trains on unlabeled images of all classes (the PromptKD student)
 
     def __init__(self, cfg) -> None:
         super().__init__()
@@ -433,6 +443,7 @@ class SimpleTrainer(TrainerBase):
         self.stage = "eval"  # "epoch" inside the training loop, "after_train" for the deployed model's tests
         self.run_folder = RunFolder(cfg.OUTPUT_DIR)
         self._evaluations: list[dict] | None = None  # the record, read or started at the first evaluation
+        self.protocol = build_protocol(cfg, type(self).PROTOCOL)  # what is trained, evaluated and reported
         self.build_data_loader()
         self.build_model()
         self.evaluator = build_evaluator(cfg, lab2cname=self.lab2cname)
@@ -445,7 +456,9 @@ class SimpleTrainer(TrainerBase):
 
     def build_data_loader(self) -> None:
         """Create the data loaders (trainers that need custom transforms override this)."""
-        dm = DataManager(self.cfg)
+        dm = DataManager(self.cfg, protocol=self.protocol)
+        self.eval_loaders = dm.eval_loaders  # one per named evaluation of the protocol
+        self.partition = dm.partition
         self.train_loader_x = dm.train_loader_x
         self.train_loader_u = dm.train_loader_u  # optional, can be None
         self.val_loader = dm.val_loader  # optional, can be None
@@ -494,7 +507,11 @@ class SimpleTrainer(TrainerBase):
         print("Finish training")
         do_test = not self.cfg.TEST.NO_TEST and is_main_process()  # the other processes have nothing to report
         if do_test:
-            if self.cfg.TEST.FINAL_MODEL == "best_val":
+            if self.protocol.selection is not None:
+                for evaluation in self.protocol.last_epoch:  # reported next to the selected model
+                    what = {"accuracy": "Accuracy"}.get(evaluation.role, f"{evaluation.role.capitalize()} accuracy")
+                    print(f"{what} of the last-epoch model (reported next to the selected one)")
+                    self.evaluate(evaluation)
                 print("Deploy the model with the best val performance")
                 self.load_model(self.output_dir)
             else:
@@ -524,7 +541,7 @@ class SimpleTrainer(TrainerBase):
         )
         save_last = self.cfg.TRAIN.SAVE_LAST
 
-        if do_test and self.cfg.TEST.FINAL_MODEL == "best_val":
+        if do_test and self.protocol.selection is not None:
             curr_result = self.test(split="val")
             is_best = curr_result > self.best_result
             if is_best:
@@ -573,38 +590,61 @@ class SimpleTrainer(TrainerBase):
 
     @torch.no_grad()
     def test(self, split: str | None = None):
-        """Evaluate on the val or test split; returns the first metric (accuracy)."""
-        final = split is None
-
+        """Dassl's entry point. ``test()``: the deployed model's evaluations of the protocol (returns the main test's
+        first metric); ``test("val")``: the selection evaluation; ``test(name)``: that evaluation."""
         if split is None:
-            split = self.cfg.TEST.SPLIT
+            return self.run_final_evaluations()
+        return self.evaluate(self.protocol.for_split(split))
 
-        if split == "val" and self.val_loader is not None:
-            data_loader = self.val_loader
-        else:
-            split = "test"  # in case val_loader is None
-            data_loader = self.test_loader
-        return self.evaluate(data_loader, split, final=final)
+    def run_final_evaluations(self) -> float:
+        """Every ``final`` evaluation of the protocol on the deployed model, the main test last. One that equals
+        the selection evaluation at the deployed epoch (parity mode, ``same_as``) is taken from the record."""
+        result = float("nan")
+        for evaluation in self.protocol.finals:
+            if evaluation.same_as and self._recorded_at_deployed_epoch(evaluation.same_as):
+                continue
+            result = self.evaluate(evaluation, final=True)
+        return result
+
+    def _recorded_at_deployed_epoch(self, split: str) -> bool:
+        return any(
+            e.get("split") == split and e.get("stage") == "epoch" and e.get("epoch") == self._deployed_epoch
+            for e in self._evaluations or []
+        )
+
+    def class_logits(self, input: torch.Tensor, columns: slice | None) -> torch.Tensor:
+        """Logits against the protocol's class slice ``columns`` of the model's classes (None: all of them).
+
+        Default: the model's logits, column-sliced; a model with a class-vector classifier slices its classifier
+        instead (the same numbers, without the other classes' products)."""
+        output = self.model_inference(input)
+        return output if columns is None else output[:, columns]
 
     @torch.no_grad()
-    def evaluate(self, data_loader, split: str, final: bool = False, epoch: int | None = None):
-        """Run the model over ``data_loader``, print Dassl's result block and record it under ``split``.
+    def evaluate(self, evaluation: Evaluation, final: bool = False, epoch: int | None = None):
+        """Run the model over the images of ``evaluation``, print Dassl's result block and record it.
 
         ``final``: the deployed model's test (``results.json``'s "final"); ``epoch`` overrides the recorded epoch.
         In distributed training only the main process evaluates (the others return NaN and never save a best model).
         """
         if not is_main_process():
             return float("nan")
+        split = evaluation.split
+        data_loader = self.eval_loaders.get(evaluation.name)
+        if data_loader is None:
+            raise ConfigError(f"{self.cfg.DATASET.NAME} has no {evaluation.images} images for the evaluation "
+                              f"'{evaluation.name}' ({self.describe_split(split)})")  # fmt: skip
+        columns = self.protocol.columns(self.partition, evaluation)
         self.set_model_mode("eval")
         self.evaluator.reset()
-        what = self.describe_split(split)
+        what = evaluation.describe(self.protocol)
         detail(f"Evaluate on the *{split}* set")  # upstream's line, which log parsers look for
         print(f"Evaluate: {what}")
 
         bar = tqdm(data_loader, desc=f"eval {split}", leave=False, disable=None, file=console_stream())  # terminal only
         for batch in bar:
             input, label = self.parse_batch_test(batch)
-            output = self.model_inference(input)
+            output = self.class_logits(input, columns)
             self.evaluator.process(output, label)
 
         results = self.evaluator.evaluate()
@@ -615,7 +655,7 @@ class SimpleTrainer(TrainerBase):
 
         self.record_result(split, results, final=final, num_samples=len(data_loader.dataset), epoch=epoch)
         first = list(results.values())[0]
-        if final or split != "val":
+        if final or evaluation.role != "selection":
             shown = self._deployed_epoch if final or epoch is not None else self.epoch + 1
             model = "deployed model" if final else "model"
             announce(f"{what}, {model}{f' of epoch {shown}' if shown else ''}: {_metric_text(results)}")
@@ -624,13 +664,11 @@ class SimpleTrainer(TrainerBase):
         return first
 
     def describe_split(self, split: str) -> str:
-        """What an evaluation measures, in words (the log's ``*val*`` is often not the json val split)."""
-        classes = {"base": "base-class ", "new": "novel-class "}.get(self.cfg.DATASET.get("SUBSAMPLE_CLASSES"), "")
-        if split == "val":
-            if self.cfg.DATASET.get("VAL_SOURCE", "val") == "test":
-                return f"selection split: {classes}test images (as the original)"
-            return f"selection split: {classes}val images"
-        return f"{classes}{split} images"
+        """What the evaluation recorded as ``split`` measures, in words."""
+        for evaluation in self.protocol.evaluations:
+            if evaluation.split == split:
+                return evaluation.describe(self.protocol)
+        return f"{split} images"
 
     def announce_epoch(self) -> None:
         losses = self.__dict__.pop("_epoch_losses", None)
@@ -679,8 +717,10 @@ class SimpleTrainer(TrainerBase):
     def write_results(self) -> None:
         """``results.json``: derived from the record alone, so a resumed run writes what an uninterrupted one does."""
         evaluations = list(self._evaluations or [])
-        finals = [e for e in evaluations if e.get("final")]
+        main = [e for e in evaluations if e.get("final") and e.get("split") == self.protocol.main]
+        fingerprint = config_fingerprint(self.cfg)
         payload = {
+            "schema_version": SCHEMA_VERSION,
             "trainer": self.cfg.TRAINER.NAME,
             "dataset": self.cfg.DATASET.NAME,
             "seed": self.cfg.SEED,
@@ -689,16 +729,26 @@ class SimpleTrainer(TrainerBase):
             "backbone": self.cfg.MODEL.BACKBONE.NAME,
             "final_model": self.cfg.TEST.FINAL_MODEL,
             "config_hash": hashlib.sha256(self.cfg.dump().encode("utf-8")).hexdigest()[:16],
+            "experiment": {
+                "name": self.cfg.get("EXPERIMENT", "") or self.cfg.TRAINER.NAME,
+                "config_id": experiment_config_id(fingerprint),
+            },
+            "protocol": self.protocol.describe(),
+            "finished": bool(main),
             "evaluations": evaluations,
         }
-        if finals:
-            payload["final"] = finals[-1]
-        payload.update(self.results_summary(evaluations))
+        if self.protocol.modal:
+            payload["modal"] = self.protocol.modal
+        if main:
+            payload["final"] = main[-1]
+        payload.update(summarize(self.protocol, evaluations))
+        payload.update(self.results_extras())
         payload["backbones"] = getattr(self, "loaded_backbones", {})
+        check_results(payload, "results.json being written")  # a bug here must not write an unreadable file
         write_json(payload, osp.join(self.output_dir, "results.json"))
 
-    def results_summary(self, evaluations: list[dict]) -> dict:
-        """Extra top-level entries of results.json (e.g. base/novel accuracy); override in a trainer."""
+    def results_extras(self) -> dict:
+        """Method-specific top-level entries of results.json (e.g. the teacher a student was distilled from)."""
         return {}
 
     def parse_batch_test(self, batch):

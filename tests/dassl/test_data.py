@@ -27,12 +27,16 @@ from torchvision.transforms import (
 import datasets  # noqa: F401  (registers Caltech101)
 from dassl.config import get_cfg_default
 from dassl.data import DataManager, DatasetWrapper
-from dassl.data.datasets import build_dataset
 from dassl.data.transforms import build_transform
 from dassl.utils import set_random_seed
 from datasets.common import read_split
 from tests.conftest import make_tiny_caltech
 from trainers.config import extend_cfg
+
+
+def build_dataset(cfg):
+    """The dataset as a run sees it: the dataset class's splits through the run's evaluation protocol."""
+    return DataManager(cfg).dataset
 
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
@@ -361,6 +365,7 @@ def fewshot_cfg(root: Path, shots: int, seed: int, subsample: str):
     cfg = data_cfg(root, NUM_SHOTS=shots, SUBSAMPLE_CLASSES=subsample)
     cfg.SEED = seed
     cfg.TRAINER.NAME = "PromptSRC"
+    cfg.TEST.FINAL_MODEL = "best_val"  # the view's val = the selection evaluation's images
     cfg.VERBOSE = False
     return cfg
 

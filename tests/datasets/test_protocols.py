@@ -14,7 +14,7 @@ import pytest
 
 import datasets  # noqa: F401  (registers the datasets)
 from dassl.config import get_cfg_default
-from dassl.data.datasets import build_dataset
+from dassl.evaluation.protocol import dataset_view
 from dassl.utils import set_random_seed
 from datasets.demo import DEMO_CLASSES, make_demo_dataset
 from trainers.config import extend_cfg
@@ -32,6 +32,7 @@ def cfg_for(root: Path, **overrides):
     extend_cfg(cfg)
     cfg.DATASET.NAME = "Caltech101"
     cfg.DATASET.ROOT = str(root)
+    cfg.TEST.FINAL_MODEL = "best_val"  # a selection evaluation (its images are the view's "val")
     for key, value in overrides.items():
         node, _, leaf = key.rpartition("__")
         target = cfg
@@ -39,6 +40,13 @@ def cfg_for(root: Path, **overrides):
             target = target[part]
         target[leaf] = value
     return cfg
+
+
+def build_dataset(cfg):
+    """The dataset as the run's protocol presents it: training items, the model's classes, every evaluation."""
+    view = dataset_view(cfg)
+    view.test_base = view.evaluations.get("test_base", [])
+    return view
 
 
 def rel(data, image_dir: Path) -> list[list]:

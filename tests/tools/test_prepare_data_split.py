@@ -10,7 +10,7 @@ from PIL import Image
 
 import datasets  # noqa: F401  (registers the datasets)
 from dassl.config import get_cfg_default
-from dassl.data.datasets import build_dataset
+from dassl.evaluation.protocol import dataset_view as build_dataset
 from tools import prepare_data
 from trainers.config import extend_cfg
 

@@ -10,7 +10,7 @@ import pytest
 
 import datasets  # noqa: F401  (registers the datasets)
 import train
-from dassl.data.datasets import build_dataset
+from dassl.evaluation.protocol import dataset_view as build_dataset
 from datasets.demo import make_demo_dataset
 from tests.conftest import REPO_ROOT
 from trainers.backbone import OPENAI_CLIP_URLS, ClipCheckpointError, resolve_clip_checkpoint

@@ -55,6 +55,9 @@ class DatasetBase:
     dataset_dir = ""  # the directory where the dataset is stored
     domains: list[str] = []  # string names of all domains
 
+    # whether the evaluation protocol may keep only base / new classes (test-only sets say False)
+    class_subsampling = True
+
     def __init__(
         self,
         train_x: list[Datum] | None = None,
