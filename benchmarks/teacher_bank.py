@@ -4,7 +4,7 @@
                                       [--images 1000 --views 20 --epochs 20 --seeds 3] [--json FILE]
 
 Real ViT-B/16 (student) and ViT-L/14 (teacher) shapes with random weights, batch 8, 224 px, measured side by side
-in one run (``benchmarks/student_step.py`` builds the models and times the two on-the-fly steps):
+in one run, in interleaved rounds (bank step, our step, original step, one build batch; medians) (``benchmarks/student_step.py`` builds the models and times the two on-the-fly steps):
 
 * original cost model: the teacher's prompted text encoder over all classes + its image forward every step;
 * ours on the fly: the class vectors computed once, the teacher image forward every step;
@@ -138,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--classes", type=int, default=100)
     parser.add_argument("--prec", default="fp32", choices=["fp32", "fp16", "bf16", "amp"])
-    parser.add_argument("--repeats", type=int, default=2, help="timed steps per variant (median; after 1 warm-up)")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="interleaved rounds of timed steps (median; after 1 warm-up round)")
     parser.add_argument("--build-batch", type=int, default=32, help="teacher batch when building the bank")
     parser.add_argument("--images", type=int, default=1000, help="images of the projected sweep")
     parser.add_argument("--views", type=int, default=20, help="views per image (TRAINER.PROMPTKD.BANK_VIEWS)")
@@ -167,21 +168,26 @@ def main(argv: list[str] | None = None) -> int:
                      "view_params": torch.zeros(BATCH, n_params, dtype=torch.float64)}  # fmt: skip
             bank_step(precision, student, optimizer, class_vectors, images, bank, batch)
 
-        step = {}
-        step["bank"] = timed(one_bank_step, device, args.repeats)
-        print(f"step with the bank: {step['bank']:.2f} s", flush=True)
-        step["ours"] = timed(lambda: train_step(*parts, images, False), device, args.repeats)
-        print(f"step on the fly (ours): {step['ours']:.2f} s", flush=True)
-        step["original"] = timed(lambda: train_step(*parts, images, True), device, args.repeats)
-        print(f"step original cost model: {step['original']:.2f} s", flush=True)
-
         build_images = torch.randn(args.build_batch, 3, 224, 224, device=device)
 
         def build_batch() -> None:
             with torch.no_grad(), precision.autocast():
                 teacher.image_features(build_images)
 
-        teacher_per_view = timed(build_batch, device, 1, warmup=0) / args.build_batch
+        variants = {"bank": one_bank_step, "ours": lambda: train_step(*parts, images, False),
+                    "original": lambda: train_step(*parts, images, True), "build_batch": build_batch}  # fmt: skip
+        for name, fn in variants.items():  # warm-up of the steps (one build batch is long enough to be timed cold)
+            if name != "build_batch":
+                fn()
+        # interleaved rounds, so that a load that drifts during the run hits every variant alike
+        times: dict[str, list[float]] = {name: [] for name in variants}
+        for round_ in range(args.repeats):
+            for name, fn in variants.items():
+                times[name].append(timed(fn, device, 1, warmup=0))
+            print(f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()), flush=True)
+        median = {name: sorted(v)[len(v) // 2] for name, v in times.items()}
+        step = {name: median[name] for name in ("bank", "ours", "original")}
+        teacher_per_view = median["build_batch"] / args.build_batch
         per_view = view_cost()
         print(f"bank build: teacher {teacher_per_view:.3f} s/view at batch {args.build_batch}, "
               f"view making {per_view * 1000:.1f} ms/view", flush=True)  # fmt: skip
