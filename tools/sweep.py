@@ -9,6 +9,8 @@ output folders, per-dataset settings and paths (``DATA``, ``OUTPUT``, ``TEACHER_
 A run whose folder holds a finished ``results.json`` is skipped; an unfinished one resumes from its last epoch
 (the engine's ``model-last.pth.tar``). PromptKD's teacher (PromptSRC ViT-L/14) runs once per dataset (once for
 cross-dataset / DG: the ImageNet teacher) before its students; a student whose teacher failed is not started.
+When ``--opts`` set ``TRAINER.PROMPTKD.TEACHER_BANK``, the teacher's feature bank is built once per (dataset,
+teacher) before the students that read it (``tools/build_teacher_bank.py`` on the first seed's exact command).
 Failures do not stop the sweep; they are listed at the end and the exit status is 1.
 """
 
@@ -81,21 +83,43 @@ class Step:
     teacher: bool = False
     needs: str | None = None
     env: dict[str, str] = field(default_factory=dict)  # a plugin method's TRAINER / CONFIG_FILE
+    bank: bool = False  # the script's run with LAUNCH=tools/build_teacher_bank.py: builds its teacher bank only
     key: str = field(init=False)
 
     def __post_init__(self) -> None:
-        self.key = " ".join([*(f"{k}={v}" for k, v in self.env.items() if k == "TRAINER"), self.script, *self.args])
+        trainer = [f"{k}={v}" for k, v in self.env.items() if k == "TRAINER"]
+        self.key = " ".join(["[teacher bank]"] * self.bank + trainer + [self.script, *self.args])
 
     def command(self, opts: list[str]) -> list[str]:
         return ["bash", f"scripts/{self.script}", *self.args, *opts]
 
 
-def plan(
-    methods: list[str], protocol: str, datasets: list[str], seeds: list[int], plugins: dict[str, str] | None = None
-) -> list[Step]:
-    """The script calls of a sweep, in order: teachers before their students, each train before its test.
+def uses_teacher_bank(opts: list[str]) -> bool:
+    """Whether the student overrides enable PromptKD's teacher bank (the last TEACHER_BANK value is non-empty)."""
+    values = [value for key, value in zip(opts[::2], opts[1::2]) if key == "TRAINER.PROMPTKD.TEACHER_BANK"]
+    return bool(values and values[-1])
 
-    ``plugins``: {trainer name: its yaml} of methods loaded with ``--plugin``, run by scripts/plugin/."""
+
+def promptkd_students(script: str, datasets: list[str], seeds: list[int], teacher: Step, bank: bool) -> list[Step]:
+    """A dataset's students after its teacher; with a bank, first one step that builds the (dataset, teacher)
+    bank that all its seeds then read (the first seed's run, launched as tools/build_teacher_bank.py)."""
+    steps: list[Step] = []
+    for dataset in datasets:
+        needs = teacher.key
+        if bank:
+            steps.append(Step(script, [dataset, str(seeds[0])], needs=needs, bank=True))
+            needs = steps[-1].key
+        steps += [Step(script, [dataset, str(s)], needs=needs) for s in seeds]
+    return steps
+
+
+def plan(
+    methods: list[str], protocol: str, datasets: list[str], seeds: list[int], bank: bool = False,
+    plugins: dict[str, str] | None = None,
+) -> list[Step]:
+    """The script calls of a sweep, in order: teachers before their students, each train before its test
+    (``bank``: PromptKD's teacher bank once per dataset and teacher, before its students; ``plugins``: {trainer
+    name: its yaml} of methods loaded with ``--plugin``, run by scripts/plugin/)."""
     steps: list[Step] = []
     plugins = plugins or {}
     for method in methods:
@@ -114,12 +138,12 @@ def plan(
                 for dataset in datasets:
                     teacher = Step("promptsrc/base2new_train_teacher.sh", [dataset], teacher=True)
                     steps.append(teacher)
-                    steps += [Step("promptkd/base2new_train.sh", [dataset, str(s)], needs=teacher.key) for s in seeds]
+                    steps += promptkd_students("promptkd/base2new_train.sh", [dataset], seeds, teacher, bank)
             elif protocol in ("xd", "dg"):
                 teacher = Step("promptsrc/xd_train_teacher.sh", [], teacher=True)
                 steps.append(teacher)
                 script = "promptkd/xd_train.sh" if protocol == "xd" else "promptkd/dg_train.sh"
-                steps += [Step(script, [d, str(s)], needs=teacher.key) for d in datasets for s in seeds]
+                steps += promptkd_students(script, datasets, seeds, teacher, bank)
             else:
                 raise ValueError("PromptKD has no few-shot protocol (its student trains on unlabeled images)")
         elif method == "zsclip":
@@ -166,6 +190,13 @@ def plugin_methods(files: list[str], configs: list[str]) -> dict[str, str]:
     return methods
 
 
+def bank_env(env: dict[str, str]) -> dict[str, str]:
+    """The environment of a teacher-bank step: the script's train.py call is launched as build_teacher_bank.py
+    (under the user's LAUNCH, e.g. torchrun, if set: the shards are then split over its processes)."""
+    launcher = env.get("LAUNCH") or shlex.quote(env.get("PYTHON", sys.executable))
+    return {**env, "LAUNCH": f"{launcher} tools/build_teacher_bank.py"}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", nargs="+", required=True, metavar="METHOD",
@@ -208,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             raise ValueError(f"unknown method(s) {', '.join(unknown)}: expected {', '.join(METHODS)}"
                              f"{', or a --plugin trainer: ' + ', '.join(plugins) if plugins else ''}")  # fmt: skip
-        steps = plan(args.methods, args.protocol, datasets, args.seeds, plugins)
+        steps = plan(args.methods, args.protocol, datasets, args.seeds, bank=uses_teacher_bank(args.opts),
+                     plugins=plugins)
     except (ValueError, PluginError) as err:
         print(f"Error: {err}", file=sys.stderr)
         return 2
@@ -236,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  not started: it needs {step.needs}, which failed", flush=True)
             failed.append(step.key)
             continue
-        result = subprocess.run(command, cwd=REPO_ROOT, env={**env, **step.env}, check=False)
+        step_env = bank_env(env) if step.bank else env
+        result = subprocess.run(command, cwd=REPO_ROOT, env={**step_env, **step.env}, check=False)
         if result.returncode != 0:
             print(f"  FAILED (exit status {result.returncode})", flush=True)
             failed.append(step.key)

@@ -45,6 +45,7 @@ from .teacher import (
     teacher_record,
     teacher_templates,
 )
+from .teacher_bank import open_teacher_bank, uses_views, view_train_loader
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float, weight: float) -> dict:
@@ -143,8 +144,26 @@ class PromptKD(PromptTrainer):
                 # Ours: the plain teacher's templates: imagenet80 (OpenAI's 80), imagenet60 (PromptSRC's), select
                 # (ZeroshotCLIP2's 7 + the dataset's template), custom (the dataset's template)
                 "TEACHER_TEMPLATES": "imagenet80",
+                # Ours (trainers/teacher_bank.py): read the teacher's image features of each view from a bank
+                # computed once, shared by seeds and sweeps. "" = the teacher runs every step (upstream); "auto" =
+                # <CLASS_VECTOR_CACHE or $PROMPTKD_CACHE_DIR>/teacher_bank; else a folder of banks (or one bank's
+                # folder). Implies views as data.
+                "TEACHER_BANK": "",
+                # Ours: the bank's deterministic views (dassl/data/views.py) with the teacher on the fly (exactness)
+                "VIEWS_AS_DATA": False,
+                "BANK_VIEWS": 20,  # views per image; >= OPTIM.MAX_EPOCH gives a fresh view every epoch
+                "BANK_SEED": 0,  # seed of the views (not SEED: the run's seed only picks each epoch's view)
+                "BANK_DTYPE": "fp16",  # stored features: fp16 or fp32
+                "BANK_BATCH_SIZE": 256,  # teacher batch size when building the bank
+                "BANK_SHARD_SIZE": 1024,  # images per shard file (the unit of resuming)
             }
         )
+
+    def build_data_loader(self) -> None:
+        """Dassl's loaders; with a teacher bank (or ``VIEWS_AS_DATA``) the train loader serves views as data."""
+        super().build_data_loader()
+        if uses_views(self.cfg):
+            self.train_loader_x = view_train_loader(self.cfg, self.dm.dataset.train_x)
 
     def build_model(self) -> None:
         kd = self.method_cfg
@@ -291,10 +310,23 @@ class PromptKD(PromptTrainer):
 
     # ------------------------------------------------------------------ training
 
+    def parse_batch_train(self, batch):
+        image, label = super().parse_batch_train(batch)
+        bank = getattr(self, "bank", None)  # the teacher's features of these views, read instead of computed
+        self._bank_features = None
+        if bank is not None:
+            features = bank.features(batch["index"], batch["view"], batch["view_params"])
+            self._bank_features = features.to(self.device, non_blocking=True)
+        return image, label
+
     def compute_loss(self, image, label):
-        kd = self.cfg.TRAINER.PROMPTKD
+        kd = self.method_cfg
         with torch.no_grad():
-            teacher_logits = self.teacher.logit_scale * self.teacher.image_features(image) @ self.class_vectors.t()
+            bank_features = getattr(self, "_bank_features", None)
+            if bank_features is not None:  # (batch, d_teacher), the teacher's normalised features of these views
+                teacher_logits = self.bank.logit_scale * bank_features @ self.class_vectors.t()
+            else:
+                teacher_logits = self.teacher.logit_scale * self.teacher.image_features(image) @ self.class_vectors.t()
         student_logits = self.model.logit_scale.exp().float() * self.model(image) @ self.class_vectors.t()
         terms = kd_loss(student_logits.float(), teacher_logits.float(), kd.TEMPERATURE, kd.KD_WEIGHT)
         return terms["loss"], {"loss": terms["loss"].item()}
@@ -314,10 +346,17 @@ class PromptKD(PromptTrainer):
         return self.class_logits(image, None)
 
     def before_train(self) -> None:
-        if self.teacher is None:
+        self.prepare_teacher()
+        super().before_train()
+
+    def prepare_teacher(self) -> None:
+        """The teacher for training; with ``TEACHER_BANK`` the bank instead (the teacher runs only to build it)."""
+        if self.method_cfg.TEACHER_BANK:
+            self.bank = open_teacher_bank(self)
+            self.teacher = None
+        elif self.teacher is None:
             with preserved_rng_state():
                 self.teacher = self.precision.cast_frozen(self.build_teacher())
-        super().before_train()
 
     def results_extras(self) -> dict:
         """The teacher the student was distilled from (its checkpoint and what its own run recorded)."""

@@ -150,3 +150,33 @@ def test_scripts_use_the_interpreter_in_PYTHON_not_the_one_on_PATH(repo_root: Pa
     del env["PYTHON"]  # without PYTHON: python3 from PATH
     result = subprocess.run(argv, cwd=repo_root, env=env, capture_output=True, text=True, check=False)
     assert result.stdout.startswith("stub python3 tools/sweep.py --methods zsclip"), result.stdout
+
+
+def test_with_a_teacher_bank_it_is_built_once_per_dataset_before_the_students(tmp_path, capfd):
+    steps = sweep.plan(["promptkd"], "base2new", ["caltech101", "dtd"], [1, 2, 3], bank=True)
+    assert [s.key for s in steps[:5]] == [
+        "promptsrc/base2new_train_teacher.sh caltech101",
+        "[teacher bank] promptkd/base2new_train.sh caltech101 1",
+        "promptkd/base2new_train.sh caltech101 1",
+        "promptkd/base2new_train.sh caltech101 2",
+        "promptkd/base2new_train.sh caltech101 3",
+    ]
+    assert steps[1].bank and steps[1].needs == steps[0].key and all(s.needs == steps[1].key for s in steps[2:5])
+    assert len(steps) == 2 * 5
+    xd = sweep.plan(["promptkd"], "xd", ["dtd", "eurosat"], [1], bank=True)
+    assert [s.key for s in xd] == [
+        "promptsrc/xd_train_teacher.sh", "[teacher bank] promptkd/xd_train.sh dtd 1", "promptkd/xd_train.sh dtd 1",
+        "[teacher bank] promptkd/xd_train.sh eurosat 1", "promptkd/xd_train.sh eurosat 1",
+    ]  # fmt: skip
+    assert not any(s.bank for s in sweep.plan(["promptkd"], "base2new", ["dtd"], [1]))
+    assert sweep.uses_teacher_bank(["OPTIM.MAX_EPOCH", "2", "TRAINER.PROMPTKD.TEACHER_BANK", "auto"])
+    assert not sweep.uses_teacher_bank(["TRAINER.PROMPTKD.TEACHER_BANK", "auto", "TRAINER.PROMPTKD.TEACHER_BANK", ""])
+
+    # the dry run: the bank step is the first seed's command, launched as tools/build_teacher_bank.py
+    argv = ["--methods", "promptkd", "--datasets", "dtd", "--seeds", "1", "2", "--dry-run", "--output",
+            str(tmp_path / "output"), "--opts", "TRAINER.PROMPTKD.TEACHER_BANK", "auto"]  # fmt: skip
+    assert sweep.main(argv) == 0
+    lines = [line for line in capfd.readouterr().out.splitlines() if line.startswith("+ ") and "PromptKD" in line]
+    assert len(lines) == 3 and "tools/build_teacher_bank.py train.py --root" in lines[0]
+    assert lines[0].split("train.py", 1)[1] == lines[1].split("train.py", 1)[1]  # the same arguments as seed 1's
+    assert all("tools/build_teacher_bank.py" not in line for line in lines[1:])
