@@ -127,12 +127,17 @@ def plan(
             env = {"TRAINER": method, "CONFIG_FILE": plugins[method]}
             if protocol not in ("base2new", "xd"):
                 raise ValueError(f"{method}: a plugin method runs the base2new and xd protocols (scripts/plugin/)")
-            kinds = ("base2new_train", "base2new_test") if protocol == "base2new" else ("xd_train", "xd_test")
-            for dataset in datasets:
+            if protocol == "base2new":
+                for dataset in datasets:
+                    for seed in seeds:
+                        train = Step(f"{PLUGIN_SCRIPTS}/base2new_train.sh", [dataset, str(seed)], env=env)
+                        steps += [train, Step(f"{PLUGIN_SCRIPTS}/base2new_test.sh", [dataset, str(seed)],
+                                              needs=train.key, env=env)]  # fmt: skip
+            else:  # trained once on the source (XD_SOURCE, default ImageNet), evaluated on every dataset
                 for seed in seeds:
-                    train = Step(f"{PLUGIN_SCRIPTS}/{kinds[0]}.sh", [dataset, str(seed)], env=env)
-                    steps += [train, Step(f"{PLUGIN_SCRIPTS}/{kinds[1]}.sh", [dataset, str(seed)], needs=train.key,
-                                          env=env)]  # fmt: skip
+                    train = Step(f"{PLUGIN_SCRIPTS}/xd_train.sh", [str(seed)], env=env)
+                    steps += [train, *(Step(f"{PLUGIN_SCRIPTS}/xd_test.sh", [d, str(seed)], needs=train.key, env=env)
+                                       for d in datasets)]  # fmt: skip
         elif method == "promptkd":
             if protocol == "base2new":
                 for dataset in datasets:

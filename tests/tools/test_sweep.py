@@ -180,3 +180,15 @@ def test_with_a_teacher_bank_it_is_built_once_per_dataset_before_the_students(tm
     assert len(lines) == 3 and "tools/build_teacher_bank.py train.py --root" in lines[0]
     assert lines[0].split("train.py", 1)[1] == lines[1].split("train.py", 1)[1]  # the same arguments as seed 1's
     assert all("tools/build_teacher_bank.py" not in line for line in lines[1:])
+
+
+def test_a_plugin_method_runs_the_shared_protocol_scripts_with_its_trainer_and_yaml():
+    plugins = {"MyMethod": "/x/my_method.yaml"}
+    xd = sweep.plan(["MyMethod"], "xd", ["dtd", "eurosat"], [1], plugins=plugins)
+    assert [s.key for s in xd] == ["TRAINER=MyMethod plugin/xd_train.sh 1", "TRAINER=MyMethod plugin/xd_test.sh dtd 1",
+                                   "TRAINER=MyMethod plugin/xd_test.sh eurosat 1"]  # fmt: skip
+    assert all(s.env == {"TRAINER": "MyMethod", "CONFIG_FILE": "/x/my_method.yaml"} for s in xd)
+    assert xd[1].needs == xd[0].key
+    with pytest.raises(ValueError, match="base2new and xd"):
+        sweep.plan(["MyMethod"], "fewshot", ["dtd"], [1], plugins=plugins)
+    assert "plugin" not in sweep.METHODS  # scripts/plugin/ is not a method of its own
