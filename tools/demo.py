@@ -241,6 +241,7 @@ METHOD_FOLDERS = {
 }
 STEP_PLANS = {  # what each step is about to do, said before it runs
     "Zero-shot CLIP": "the student backbone with hand-written prompts, no training",
+    "Zero-shot CLIP, teacher size": "the teacher backbone with hand-written prompts, no training",
     "CoOp": "learned text prompts, 16 shots of the base classes, then the novel classes",
     "PromptSRC teacher (stage 1)": "deep vision + language prompts on the ViT-L/14-shaped teacher, 16 base-class shots",
     "PromptKD student (stage 2)": "distilled from the teacher on the unlabeled images of all classes",
