@@ -77,7 +77,10 @@ def short_recipes() -> dict:
 @pytest.mark.slow
 def test_miniworld_shows_the_papers_orderings(tmp_path, one_thread):
     """Fixed seeds, shorter pretraining, 4 epochs. Margins (accuracy points) are stated per assertion; only the
-    orderings that all seeds of the full demo showed are asserted (README, "The demo")."""
+    orderings that seeds 1-3 of the full demo all showed are asserted (README, "The demo"). Not asserted, because
+    the world does not show them reliably: PromptSRC keeping the teacher's zero-shot novel accuracy (seed 2: -5.5),
+    the PromptKD student above its own zero-shot accuracy (seeds 1 and 3 of the demo, not seed 2) and near its
+    teacher."""
     world = demo.Demo(tmp_path, "cpu", epochs=4, backbones="miniworld", seed=1, recipes=short_recipes())
     zs_base, zs_novel = world.zero_shot()
     student_zs = demo.harmonic_mean(zs_base, zs_novel)
