@@ -16,10 +16,10 @@ Layout of one bank (a folder named by its key, under the bank root)::
 Shards are ``.npy`` files read as memory maps; each is written to a temp file and renamed, so a killed build
 resumes shard by shard. Under ``torchrun`` each process builds the shards ``k % world == rank``.
 
-Keying (DESIGN §7, as the class-vector cache and the few-shot cache): the key is the SHA256 of the content of
-everything a feature depends on: the images of the split (content SHA256 of each file, in order; cached by path,
-size and mtime in ``image-sha256.json``), the teacher prompt checkpoint and CLIP weights (file SHA256), the
-``INPUT`` config (the transforms), the number of views, the bank seed, the view algorithm version, the feature
+Keying (as the class-vector cache and the few-shot cache; docs/design.md#runs): the key is the SHA256 of the
+content of everything a feature depends on: the images of the split (content SHA256 of each file, in order; cached
+by path, size and mtime in ``image-sha256.json``), the teacher prompt checkpoint and CLIP weights (file SHA256),
+the ``INPUT`` config (the transforms), the number of views, the bank seed, the view algorithm version, the feature
 dtype, the teacher's precision and device type. Stale rule: a bank root holds one folder per key, so a changed
 input finds no bank and builds a new one (with a note); the old one is never read. ``TEACHER_BANK`` naming one
 bank's folder whose key inputs differ from the run's is refused, naming the inputs that differ.

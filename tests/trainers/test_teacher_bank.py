@@ -20,7 +20,7 @@ from dassl.utils import set_random_seed
 from tests.conftest import REPO_ROOT
 from tools.make_tiny_clip import make_tiny_clip, save_tiny_clip
 from trainers.backbone import load_clip_with_info
-from trainers.prompt_models import IVLPCLIP
+from trainers.prompt_models import IVLPCLIP, IVLPDesign
 from trainers.teacher_bank import StaleTeacherBankError, bank_key
 
 CONFIG = REPO_ROOT / "configs/trainers/PromptKD/vit_b16_c2_ep20_batch8_4+4ctx.yaml"
@@ -49,7 +49,8 @@ def write_teacher(path: Path, clip_path: Path, seed: int) -> Path:
     """A PromptSRC-format teacher checkpoint with random prompts (depth 2 in both towers)."""
     torch.manual_seed(seed)
     clip_model, _ = load_clip_with_info("ViT-L/14", str(clip_path))
-    model = IVLPCLIP(clip_model, ["anything"], 4, 4, depth_text=2, depth_vision=2)  # prompts do not hold names
+    design = IVLPDesign(n_ctx_text=4, n_ctx_vision=4, depth_text=2, depth_vision=2)
+    model = IVLPCLIP(clip_model, ["anything"], design)  # prompts do not hold names
     keys = set(model.upstream_key_map().values())
     state = {k: (v + 0.5 * torch.randn_like(v)).detach() for k, v in model.named_parameters() if k in keys}
     torch.save({"state_dict": state, "epoch": 1}, path)
