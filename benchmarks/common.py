@@ -11,9 +11,12 @@ import torch
 ARCHS = {"ViT-B/16": "ViT-B-16-quickgelu", "ViT-L/14": "ViT-L-14-quickgelu"}
 
 
-def random_clip(name: str, device: torch.device) -> torch.nn.Module:
-    """A CLIP with the real architecture of ``name`` (OpenAI widths, QuickGELU) and random weights, frozen."""
-    model = open_clip.create_model(ARCHS[name], pretrained=None)
+def random_clip(name: str, device: torch.device, token_layout: str = "tokens_first") -> torch.nn.Module:
+    """A CLIP with the real architecture of ``name`` (OpenAI widths, QuickGELU) and random weights, frozen, its
+    transformers in ``token_layout`` (MODEL.BACKBONE.TOKEN_LAYOUT; the trainers' default)."""
+    from trainers.backbone import set_token_layout
+
+    model = set_token_layout(open_clip.create_model(ARCHS[name], pretrained=None), token_layout)
     for p in model.parameters():
         p.requires_grad_(False)
     return model.eval().to(device)

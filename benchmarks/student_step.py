@@ -35,12 +35,14 @@ BATCH = 8
 TEST_BATCH = 100
 
 
-def build(n_classes: int, prec: str, device: torch.device):
+def build(n_classes: int, prec: str, device: torch.device, token_layout: str = "tokens_first"):
     precision = Precision(prec, device)
     classnames = [f"class number {i}" for i in range(n_classes)]
-    teacher = FrozenTeacher(IVLPCLIP(random_clip("ViT-L/14", device), classnames, IVLPDesign(4, 4, 9, 9))).to(device)
+    teacher_clip = random_clip("ViT-L/14", device, token_layout)
+    teacher = FrozenTeacher(IVLPCLIP(teacher_clip, classnames, IVLPDesign(4, 4, 9, 9))).to(device)
     precision.cast_frozen(teacher)
-    student = PromptKDStudent(random_clip("ViT-B/16", device), n_ctx=4, depth=9, out_dim=768, project_layers=2)
+    student_clip = random_clip("ViT-B/16", device, token_layout)
+    student = PromptKDStudent(student_clip, n_ctx=4, depth=9, out_dim=768, project_layers=2)
     for module in student.trainable_modules():
         for p in module.parameters():
             p.requires_grad_(True)

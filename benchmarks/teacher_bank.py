@@ -41,6 +41,7 @@ from benchmarks.common import device_description, timed  # noqa: E402
 from benchmarks.student_step import BATCH, build, train_step  # noqa: E402
 from dassl.config import get_cfg_default  # noqa: E402
 from dassl.data.views import ViewTransform, view_generator  # noqa: E402
+from trainers.backbone import TOKEN_LAYOUTS, set_token_layout  # noqa: E402
 from trainers.config import extend_cfg  # noqa: E402
 from trainers.promptkd import kd_loss  # noqa: E402
 from trainers.teacher_bank import TeacherBank, _save_npy  # noqa: E402
@@ -98,15 +99,13 @@ def disk_per_1000(directory: Path, n_params: int) -> dict[str, float]:
     return sizes
 
 
-def set_token_layout(visual, hooks, batch_first: bool) -> None:
-    """open_clip's (batch, tokens, width) layout, or the (tokens, batch, width) one of OpenAI's CLIP code."""
-    visual.transformer.batch_first = batch_first
-    for block in visual.transformer.resblocks:
-        block.attn.batch_first = batch_first
-    hooks.batch_first = batch_first
+def switch_layout(visual, hooks, layout: str) -> None:
+    """Re-run an image tower whose prompt hooks are attached in another token layout (the hooks follow)."""
+    set_token_layout(visual, layout)
+    hooks.batch_first = layout == "batch_first"
 
 
-def layout_probe(precision, teacher, student, images, repeats: int) -> dict[str, float]:
+def layout_probe(precision, teacher, student, images, repeats: int, configured: str) -> dict[str, float]:
     """Student forward/backward and teacher image forward in both token layouts, interleaved (load drifts)."""
     towers = ((student.image_encoder, student._vision_hooks), (teacher.model.image_encoder, teacher.model._vision_hooks))
 
@@ -121,14 +120,13 @@ def layout_probe(precision, teacher, student, images, repeats: int) -> dict[str,
 
     times: dict[str, list[float]] = {}
     for _ in range(repeats):
-        for batch_first in (True, False):
+        for name in TOKEN_LAYOUTS:
             for visual, hooks in towers:
-                set_token_layout(visual, hooks, batch_first)
-            name = "batch_first" if batch_first else "tokens_first"
+                switch_layout(visual, hooks, name)
             times.setdefault(f"student_fwd_bwd_{name}", []).append(timed(student_pass, images.device, 1, warmup=0))
             times.setdefault(f"teacher_image_{name}", []).append(timed(teacher_pass, images.device, 1, warmup=0))
     for visual, hooks in towers:
-        set_token_layout(visual, hooks, True)
+        switch_layout(visual, hooks, configured)
     student.zero_grad(set_to_none=True)
     return {k: sorted(v)[len(v) // 2] for k, v in times.items()}
 
@@ -147,15 +145,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--layout", action="store_true",
                         help="also time the student and teacher towers in both token layouts (the 7 %% question)")
+    parser.add_argument("--token-layout", default="tokens_first", choices=TOKEN_LAYOUTS,
+                        help="MODEL.BACKBONE.TOKEN_LAYOUT of both towers (default: the trainers' default)")
     parser.add_argument("--json", default="", help="also write the figures to this file")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     torch.manual_seed(0)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"Device: {device_description(device)}; batch {BATCH}; 224 px; {args.classes} classes; {args.prec}; "
-          f"load average {load:.2f}", flush=True)  # fmt: skip
+          f"{args.token_layout}; load average {load:.2f}", flush=True)  # fmt: skip
 
-    precision, teacher, student, optimizer, class_vectors = parts = build(args.classes, args.prec, device)
+    precision, teacher, student, optimizer, class_vectors = parts = build(args.classes, args.prec, device, args.token_layout)
     images = torch.randn(BATCH, 3, 224, 224, device=device)
     n_params = 5  # random_resized_crop (4) + random_flip (1)
     with tempfile.TemporaryDirectory() as tmp:
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bank build: teacher {teacher_per_view:.3f} s/view at batch {args.build_batch}, "
               f"view making {per_view * 1000:.1f} ms/view", flush=True)  # fmt: skip
         disk = disk_per_1000(Path(tmp), n_params)
-    layout = layout_probe(precision, teacher, student, images, args.repeats) if args.layout else {}
+    layout = layout_probe(precision, teacher, student, images, args.repeats, args.token_layout) if args.layout else {}
 
     build_rate = 1 / (teacher_per_view + per_view)  # views/s, one process making views and running the teacher
     steps = args.epochs * (args.images // BATCH)
@@ -205,10 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     sweep["bank_s"] = sweep["bank_build_s"] + sweep["bank_steps_s"]
     record = {
         "device": device_description(device), "load_average": load, "classes": args.classes, "prec": args.prec,
+        "token_layout": args.token_layout,
         "batch": BATCH, "step_s": step, "speedup_vs_ours": step["ours"] / step["bank"],
         "speedup_vs_original": step["original"] / step["bank"], "teacher_s_per_view": teacher_per_view,
         "view_making_s_per_view": per_view, "build_views_per_s": build_rate, "disk_mib_per_1000_views": disk,
-        "sweep": {"images": args.images, "views": args.views, "epochs": args.epochs, "seeds": args.seeds, **sweep,
+        "rounds_s": times, "sweep": {"images": args.images, "views": args.views, "epochs": args.epochs, "seeds": args.seeds, **sweep,
                   "bank_over_on_the_fly": sweep["bank_s"] / sweep["on_the_fly_s"]}, "layout_s": layout,
     }  # fmt: skip
 

@@ -49,6 +49,10 @@ class Ctx:
     def train(self, *opts: str, data: Path | None = None, trainer: str = "CoOp", flags: tuple[str, ...] = ()) -> int:
         import train
 
+        return train.main(self.train_argv(*opts, data=data, trainer=trainer, flags=flags))
+
+    def train_argv(self, *opts: str, data: Path | None = None, trainer: str = "CoOp", flags: tuple[str, ...] = ()):
+        """``train.py``'s arguments for a 1-epoch run on the tiny assets (``opts`` last, so they override)."""
         config = {"CoOp": "CoOp/vit_b16", "PromptKD": "PromptKD/vit_b16_c2_ep20_batch8_4+4ctx"}.get(trainer, "CoOp/vit_b16")
         argv = [
             "--root", str(data or self.assets[0]), "--seed", "1", "--trainer", trainer,
@@ -59,7 +63,7 @@ class Ctx:
             "DATALOADER.NUM_WORKERS", "0", "DATASET.NUM_SHOTS", "1", "DATASET.SUBSAMPLE_CLASSES", "base",
             "USE_CUDA", USE_CUDA_OPT, *opts,
         ]  # fmt: skip
-        return train.main(argv)
+        return argv
 
     def model_dir(self, content: bytes | None = None, obj: object = None) -> Path:
         """A --model-dir whose prompt_learner/model-best.pth.tar holds ``content`` or ``torch.save(obj)``."""
@@ -150,6 +154,35 @@ def _folder_in_use(ctx: Ctx) -> int:
         other.release()
 
 
+def _stale_teacher_bank(ctx: Ctx) -> int:
+    """A bank built for one teacher, then named by TEACHER_BANK in a run distilled from another."""
+    from tests.trainers.test_teacher_bank import write_teacher
+    from tools import build_teacher_bank
+    from tools.make_tiny_clip import make_tiny_clip, save_tiny_clip
+
+    clip = ctx.tmp / "ViT-L-14.pt"
+    save_tiny_clip(make_tiny_clip("teacher", image_size=32, layers=2, patch=16, seed=3), clip)
+
+    def opts(teacher: Path, bank: Path) -> tuple[str, ...]:
+        return ("TRAINER.PROMPTKD.TEACHER_BACKBONE_PATH", str(clip), "TRAINER.PROMPTKD.TEACHER_CKPT", str(teacher),
+                "TRAINER.PROMPTKD.PROMPT_DEPTH_VISION", "1", "TRAINER.PROMPTKD.PREC", "fp32",
+                "TRAINER.PROMPTKD.BANK_VIEWS", "2", "TRAINER.PROMPTKD.TEACHER_BANK", str(bank))  # fmt: skip
+
+    first = write_teacher(ctx.tmp / "teacher-a.pth.tar", clip, seed=5)
+    second = write_teacher(ctx.tmp / "teacher-b.pth.tar", clip, seed=6)
+    assert build_teacher_bank.main(ctx.train_argv(*opts(first, ctx.tmp / "banks"), trainer="PromptKD")) == 0
+    (folder,) = [p.parent for p in (ctx.tmp / "banks").glob("*/manifest.json")]
+    return ctx.train(*opts(second, folder), trainer="PromptKD")
+
+
+def _export_a_coop_run(ctx: Ctx) -> int:
+    from tools import export_student
+
+    assert ctx.train() == 0
+    checkpoint = ctx.tmp / "out" / "prompt_learner" / "model.pth.tar-1"
+    return export_student.main([str(checkpoint), "--out", str(ctx.tmp / "export")])
+
+
 def _label_two_names(split: dict) -> None:
     split["test"][0][2] = "not " + split["test"][0][2]
 
@@ -230,6 +263,14 @@ CASES: dict[str, Case] = {
     ),
     "run-folder-other-config": Case(_other_config, 2, (r"OPTIM\.LR: 0\.002 -> 0\.5", "another --output-dir", "FORCE=1")),
     "run-folder-in-use": Case(_folder_in_use, 2, (r"in use by another run \(pid \d+", "another\n?.*--output-dir")),
+    "teacher-bank-stale": Case(
+        _stale_teacher_bank, 2, ("The teacher bank .* was built for other inputs", "teacher_checkpoint_sha256 differ",
+                                 r"TRAINER\.PROMPTKD\.TEACHER_BANK to its parent folder \(or auto\)"),
+    ),
+    "export-not-a-student": Case(
+        _export_a_coop_run, 2, (r"model\.pth\.tar-1 is a CoOp checkpoint", "student's class vectors",
+                                      "Re-run the PromptKD training"),
+    ),
 }
 
 

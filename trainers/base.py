@@ -29,7 +29,7 @@ from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils.errors import UserError
 
-from .backbone import load_clip_with_info
+from .backbone import load_clip_with_info, set_token_layout
 from .precision import PRECISIONS, Precision
 from .prompting import format_trainable_report
 
@@ -101,7 +101,8 @@ class PromptTrainer(TrainerX):
         path = cfg.MODEL.BACKBONE.PATH if path is None else path
         print(f"Loading CLIP (backbone: {name})")
         clip_model, info = load_clip_with_info(name, path, path_key=path_key)
-        self.loaded_backbones[path_key] = info
+        set_token_layout(clip_model, cfg.MODEL.BACKBONE.TOKEN_LAYOUT)  # before any prompt hook is attached
+        self.loaded_backbones[path_key] = {**info, "token_layout": cfg.MODEL.BACKBONE.TOKEN_LAYOUT}
         resolution = clip_model.visual.image_size
         resolution = resolution[0] if isinstance(resolution, (tuple, list)) else resolution
         if cfg.INPUT.SIZE[0] != resolution:

@@ -34,6 +34,9 @@ def extend_cfg(cfg: CN) -> CN:
     cfg.TRAINER.MODAL = "base2novel"
     # Ours: an explicit CLIP checkpoint file (empty: look up MODEL.BACKBONE.NAME in the CLIP cache dir)
     cfg.MODEL.BACKBONE.PATH = ""
+    # Ours: how the CLIP transformers hold their tokens (trainers/backbone.py TOKEN_LAYOUTS). tokens_first is OpenAI's
+    # CLIP layout, which the upstream repositories run; batch_first is open_clip's (the toolkit's layout until 2026-12).
+    cfg.MODEL.BACKBONE.TOKEN_LAYOUT = "tokens_first"
     add_trainer_nodes(cfg)
     return cfg
 

@@ -209,6 +209,7 @@ class PromptKD(PromptTrainer):
         key = class_vector_cache_key(
             self.teacher_ckpt, classnames, kd.TEACHER_NAME, kd.CTX_INIT,
             backbone_file=teacher_clip, precision=kd.PREC, device=self.device.type,
+            token_layout=self.cfg.MODEL.BACKBONE.TOKEN_LAYOUT,
         )  # fmt: skip
         return self.cached_class_vectors(cache_dir, key)
 
@@ -236,7 +237,8 @@ class PromptKD(PromptTrainer):
         teacher_clip = resolve_clip_checkpoint(
             kd.TEACHER_NAME, kd.TEACHER_BACKBONE_PATH, path_key="TRAINER.PROMPTKD.TEACHER_BACKBONE_PATH"
         )
-        key = plain_cache_key(teacher_clip, classnames, templates, precision=kd.PREC, device=self.device.type)
+        key = plain_cache_key(teacher_clip, classnames, templates, precision=kd.PREC, device=self.device.type,
+                              token_layout=self.cfg.MODEL.BACKBONE.TOKEN_LAYOUT)  # fmt: skip
         cache_dir = kd.CLASS_VECTOR_CACHE or os.environ.get("PROMPTKD_CACHE_DIR", "~/.cache/promptkd")
         return self.cached_class_vectors(cache_dir, key)
 
@@ -252,9 +254,11 @@ class PromptKD(PromptTrainer):
             "class_vectors": self.class_vectors.detach().float().cpu(),  # (n_cls, d_teacher), L2-normalised
             "logit_scale": self.model.logit_scale.detach().float().cpu().clone(),  # log of the scale, as CLIP's
             "design": {"n_ctx": kd.N_CTX_VISION, "depth": kd.PROMPT_DEPTH_VISION, "project_layers": kd.PROJECT_LAYER,
-                       "out_dim": int(self.class_vectors.shape[1])},  # fmt: skip
+                       "out_dim": int(self.class_vectors.shape[1]),
+                       "token_layout": cfg.MODEL.BACKBONE.TOKEN_LAYOUT},  # fmt: skip
             "backbone": {"name": cfg.MODEL.BACKBONE.NAME, "sha256": self._backbone_sha256, "file": backbone["file"],
-                         "architecture": {k: v for k, v in backbone.items() if k not in ("name", "file", "source")}},
+                         "architecture": {k: v for k, v in backbone.items()
+                                          if k not in ("name", "file", "source", "token_layout")}},
             "preprocess": {"resolution": list(cfg.INPUT.SIZE), "mean": list(cfg.INPUT.PIXEL_MEAN),
                            "std": list(cfg.INPUT.PIXEL_STD), "interpolation": cfg.INPUT.INTERPOLATION,
                            "normalize": "normalize" in cfg.INPUT.TRANSFORMS},  # fmt: skip
@@ -263,6 +267,7 @@ class PromptKD(PromptTrainer):
                         "templates": teacher_templates(kd.TEACHER_TEMPLATES, cfg.DATASET.NAME)
                         if kd.TEACHER_KIND == "plain" else None,
                         "name": kd.TEACHER_NAME, "backbone_path": kd.TEACHER_BACKBONE_PATH, "ctx_init": kd.CTX_INIT,
+                        "token_layout": cfg.MODEL.BACKBONE.TOKEN_LAYOUT,
                         "class_vector_key": getattr(self, "class_vector_key", None)},  # fmt: skip
         }
 

@@ -22,6 +22,7 @@ from .backbone import (
     build_clip_from_file,
     clip_file_sha256,
     resolve_clip_checkpoint,
+    set_token_layout,
     vision_tower_config,
 )
 from .student_model import StudentClassifier
@@ -146,6 +147,7 @@ def student_from_checkpoint(path: str | os.PathLike, epoch: int | None = None) -
     record, checkpoint = read_student_record(path, epoch)
     clip_model = build_clip_from_file(student_backbone_file(record))
     design = record["design"]
+    set_token_layout(clip_model, design.get("token_layout", "batch_first"))  # older records: open_clip's layout
     model = StudentClassifier(
         clip_model.visual, design["n_ctx"], design["depth"], design["project_layers"], record["class_vectors"],
         record["logit_scale"], record["classnames"], record["preprocess"],

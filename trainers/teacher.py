@@ -198,13 +198,15 @@ def class_vector_cache_key(
     backbone_file: str | os.PathLike,
     precision: str,
     device: str,
+    token_layout: str,
 ) -> str:
     """Hash of everything the class vectors depend on: the teacher's prompt checkpoint and CLIP weights (file
-    contents), the class names, the backbone name, the prompt text, the precision and the device type."""
+    contents), the class names, the backbone name, the prompt text, the precision, the device type and the token
+    layout (``trainers/backbone.py`` TOKEN_LAYOUTS: the two differ by ~1e-6)."""
     digest = hashlib.sha256(sha256_of_file(checkpoint).encode("ascii"))
     digest.update(sha256_of_file(backbone_file).encode("ascii"))
     digest.update("\n".join(classnames).encode("utf-8"))
-    digest.update(f"\n{backbone}\n{ctx_init}\n{precision}\n{device}".encode())
+    digest.update(f"\n{backbone}\n{ctx_init}\n{precision}\n{device}\n{token_layout}".encode())
     return digest.hexdigest()[:24]
 
 
@@ -234,15 +236,18 @@ def cached_class_vectors(teacher: FrozenTeacher | None, cache_dir: str | os.Path
 def encode_classnames(teacher: dict, classnames: list[str], device: str = "cpu") -> torch.Tensor:
     """Class vectors of new ``classnames`` from a student's recorded teacher (``checkpoint``, ``name``,
     ``backbone_path``, ``ctx_init``): what re-targeting a student needs, and the only time it needs the teacher."""
-    from .backbone import ClipCheckpointError, load_clip
+    from .backbone import ClipCheckpointError, load_clip, set_token_layout
 
+    layout = teacher.get("token_layout", "batch_first")  # records before the switch ran open_clip's layout
     if teacher.get("kind") == "plain":
         clip_model = load_clip(teacher["name"], teacher.get("backbone_path", ""), device, path_key="--teacher-backbone")
+        set_token_layout(clip_model, layout)
         return PlainTeacher(clip_model, classnames, teacher["templates"]).class_vectors()
     try:
         state = read_teacher_state(teacher["checkpoint"])
         clip_model = load_clip(teacher["name"], teacher.get("backbone_path", ""), device,
                                path_key="--teacher-backbone")  # fmt: skip
+        set_token_layout(clip_model, layout)
     except (TeacherCheckpointError, ClipCheckpointError) as err:
         raise TeacherCheckpointError(
             f"Encoding new class names needs the student's teacher (its text side), which is not available: {err}\n"
@@ -322,9 +327,10 @@ class PlainTeacher(nn.Module):
 
 
 def plain_cache_key(backbone_file: str | os.PathLike, classnames: list[str], templates: list[str], *,
-                    precision: str, device: str) -> str:  # fmt: skip
-    """Cache key of a plain teacher's class vectors: CLIP weights, class names, templates, precision, device."""
+                    precision: str, device: str, token_layout: str) -> str:  # fmt: skip
+    """Cache key of a plain teacher's class vectors: CLIP weights, class names, templates, precision, device,
+    token layout."""
     digest = hashlib.sha256(b"plain\n" + sha256_of_file(backbone_file).encode("ascii"))
     digest.update("\n".join(classnames).encode("utf-8") + b"\n--\n" + "\n".join(templates).encode("utf-8"))
-    digest.update(f"\n{precision}\n{device}".encode())
+    digest.update(f"\n{precision}\n{device}\n{token_layout}".encode())
     return digest.hexdigest()[:24]

@@ -157,6 +157,7 @@ def bank_key_inputs(cfg, data_source, teacher_checkpoint: str, teacher_clip: str
         "dtype": kd.BANK_DTYPE,
         "teacher_precision": kd.PREC,
         "device": device,
+        "token_layout": cfg.MODEL.BACKBONE.TOKEN_LAYOUT,
     }
 
 

@@ -54,7 +54,7 @@ def test_class_vector_cache_is_reused_and_keyed_by_checkpoint_and_classes(golden
     ckpt = tmp_path / "teacher.pth.tar"
     import_teacher(str(original(golden_dir)), str(ckpt))
     clip_file = golden_dir / "clip" / "ViT-L-14.pt"
-    keyed = {"backbone_file": clip_file, "precision": "fp32", "device": "cpu"}
+    keyed = {"backbone_file": clip_file, "precision": "fp32", "device": "cpu", "token_layout": "batch_first"}
     key = class_vector_cache_key(str(ckpt), CLASSES, "ViT-L/14", "a photo of a", **keyed)
     assert cached_class_vectors(None, tmp_path / "cache", key) is None  # nothing cached yet
     teacher = build_teacher(

@@ -473,3 +473,27 @@ def test_results_json_records_the_backbone_actually_loaded(tmp_path: Path, train
     info = recorded["MODEL.BACKBONE.PATH"]
     assert info["name"] == "ViT-B/16" and info["file"] == str(assets[1]) and info["matches"] is None
     assert (info["family"], info["resolution"], info["layers"], info["patch"]) == ("vit", 32, 1, 16)
+
+
+def test_runs_use_the_configured_token_layout_and_record_it(tmp_path):
+    """MODEL.BACKBONE.TOKEN_LAYOUT reaches the trainer's CLIP (tokens-first by default, as OpenAI's code) and
+    results.json; the two layouts train to the same numbers up to float rounding."""
+    from tests.conftest import make_tiny_demo, run_tiny
+
+    assets = make_tiny_demo(tmp_path / "assets", layers=4, text_layers=4, seed=4)
+    records, trained = {}, {}
+    for layout in ("default", "batch_first"):
+        opts = () if layout == "default" else ("MODEL.BACKBONE.TOKEN_LAYOUT", layout)
+        depth = ("TRAINER.IVLP.PROMPT_DEPTH_VISION", "3", "TRAINER.IVLP.PROMPT_DEPTH_TEXT", "3")
+        trainer = run_tiny(assets, "IVLP", "IVLP/vit_b16_c2_ep5_batch4_2+2ctx", tmp_path / layout, *depth, *opts)
+        towers = (trainer.model.image_encoder.transformer, trainer.model.text_encoder.transformer)
+        assert all(tower.batch_first == (layout == "batch_first") for tower in towers)
+        records[layout] = json.loads((tmp_path / layout / "results.json").read_text())
+        trained[layout] = {k: v for k, v in trainer.model.state_dict().items() if "prompts" in k or "ctx" in k}
+    assert records["default"]["backbones"]["MODEL.BACKBONE.PATH"]["token_layout"] == "tokens_first"
+    assert records["batch_first"]["backbones"]["MODEL.BACKBONE.PATH"]["token_layout"] == "batch_first"
+    assert records["default"]["config_hash"] != records["batch_first"]["config_hash"]
+    assert records["default"]["base"]["accuracy"] == records["batch_first"]["base"]["accuracy"]
+    assert len(trained["default"]) >= 3
+    for key, value in trained["default"].items():
+        torch.testing.assert_close(value, trained["batch_first"][key], rtol=1e-5, atol=1e-6)

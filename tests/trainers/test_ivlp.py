@@ -8,7 +8,7 @@ import torch
 from dassl.config import get_cfg_default, merge_cfg_from_file
 from tests.conftest import REPO_ROOT, forward_backward_on_one_batch, make_tiny_demo, run_tiny
 from tools.make_tiny_clip import TINY_CLIP_SPECS
-from trainers.backbone import load_clip
+from trainers.backbone import load_clip, set_token_layout
 from trainers.config import extend_cfg
 
 TEXT_WIDTH = TINY_CLIP_SPECS["student"]["text_width"]  # d_t
@@ -88,7 +88,8 @@ def test_language_only_leaves_the_vision_tower_untouched(assets, tmp_path):
     assert not any(n.startswith("vision_prompts.") for n, _ in model.named_parameters())
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 3 * 4 * TEXT_WIDTH
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.image_encoder.modules())
-    plain = load_clip("ViT-B/16", str(assets[1])).to(trainer.device).eval()
+    plain = set_token_layout(load_clip("ViT-B/16", str(assets[1])), trainer.cfg.MODEL.BACKBONE.TOKEN_LAYOUT)
+    plain = plain.to(trainer.device).eval()
     images = torch.randn(2, 3, 32, 32, device=trainer.device)
     with torch.no_grad():
         assert torch.equal(model.encode_image(images), plain.visual(images))

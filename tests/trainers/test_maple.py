@@ -64,20 +64,23 @@ def test_inserted_prompts_are_the_projected_text_prompts(assets, tmp_path, depth
     n = learner.n_ctx
     seen_vision, seen_text = {}, {}
 
-    def capture(store: dict, layer: int, positions: slice):
+    def capture(store: dict, layer: int, positions: slice, batch_first: bool = True):
         def hook(module, args):  # returns None: only looks
-            store[layer] = args[0][:, positions].clone()
+            tokens = args[0] if batch_first else args[0].transpose(0, 1)  # as (batch, tokens, width)
+            store[layer] = tokens[:, positions].clone()
 
         return hook
 
-    # registered after the model's own hooks, so they see the tokens each block actually receives (batch-first)
+    # registered after the model's own hooks, so they see the tokens each block actually receives (ln_pre: always
+    # batch-first; the blocks: in the configured MODEL.BACKBONE.TOKEN_LAYOUT)
     visual = model.image_encoder
     visual.ln_pre.register_forward_pre_hook(capture(seen_vision, 0, slice(-n, None)))
     for i in range(1, depth):
-        visual.transformer.resblocks[i].register_forward_pre_hook(capture(seen_vision, i, slice(-n, None)))
-        model.text_encoder.transformer.resblocks[i].register_forward_pre_hook(
-            capture(seen_text, i, slice(1, 1 + n))
+        visual.transformer.resblocks[i].register_forward_pre_hook(
+            capture(seen_vision, i, slice(-n, None), visual.transformer.batch_first)
         )
+        text = model.text_encoder.transformer
+        text.resblocks[i].register_forward_pre_hook(capture(seen_text, i, slice(1, 1 + n), text.batch_first))
     with torch.no_grad():
         model(torch.randn(2, 3, 32, 32, device=trainer.device))
         assert torch.equal(seen_vision[0], learner.proj(learner.ctx).expand(2, -1, -1))

@@ -155,3 +155,41 @@ def test_freeze_and_trainable_report(tiny_clip):
     assert "prompt_learner.ctx" in format_trainable_report(container) and "256" in format_trainable_report(container)
     for p in tiny_clip.parameters():
         p.requires_grad_(True)
+
+
+def test_both_token_layouts_compute_the_same_prompted_features():
+    """MODEL.BACKBONE.TOKEN_LAYOUT: OpenAI's (tokens, batch, width) and open_clip's (batch, tokens, width) blocks give
+    the same features and prompt gradients (to float rounding), with deep prompts in both towers."""
+    from trainers.backbone import set_token_layout, token_layout
+
+    state = make_tiny_clip("student", image_size=32, layers=4, text_layers=4, seed=3)
+    images = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    results = {}
+    for layout in ("batch_first", "tokens_first"):
+        model = set_token_layout(build_clip_from_state_dict(state), layout)
+        assert token_layout(model) == layout
+        assert all(block.attn.batch_first == (layout == "batch_first") for block in model.visual.transformer.resblocks)
+        learner = TextPromptLearner(model, ["cat", "dog"], n_ctx=2, ctx_init="a photo of", init_family="ivlp")
+        vision, text = DeepPrompts(2, 128, depth=3), DeepPrompts(2, 64, depth=3, first_layer=1)
+        for prompts in (vision, text):
+            for p in prompts.parameters():
+                torch.nn.init.normal_(p, std=0.02, generator=torch.Generator().manual_seed(1))
+        vision_hooks, text_hooks = VisionPromptHooks(model.visual, depth=3), TextPromptHooks(model.transformer, 3)
+        with vision_hooks.prompts(vision.as_dict()):
+            image_features = model.visual(images)
+        with text_hooks.prompts(text.as_dict()):
+            text_features = TextEncoder(model)(learner(), learner.tokenized_prompts)
+        (image_features.square().sum() + text_features.square().sum()).backward()
+        results[layout] = (image_features.detach(), text_features.detach(), vision.prompts["layer1"].grad,
+                           text.prompts["layer2"].grad)  # fmt: skip
+    for ours, theirs in zip(results["tokens_first"], results["batch_first"], strict=True):
+        assert ours.abs().sum() > 0
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_an_unknown_token_layout_is_refused_naming_the_choices(tiny_clip):
+    from dassl.config import ConfigError
+    from trainers.backbone import set_token_layout
+
+    with pytest.raises(ConfigError, match=r"TOKEN_LAYOUT must be one of \['tokens_first', 'batch_first'\], got 'nlc'"):
+        set_token_layout(tiny_clip, "nlc")

@@ -175,7 +175,7 @@ def test_class_vector_key_changes_with_every_input(tmp_path):
         files[name] = tmp_path / name
         files[name].write_bytes(name.encode())
     base = {"checkpoint": files["teacher"], "classnames": ["a", "b"], "backbone": "ViT-L/14", "ctx_init": "a photo of a",
-            "backbone_file": files["clip"], "precision": "fp16", "device": "cpu"}  # fmt: skip
+            "backbone_file": files["clip"], "precision": "fp16", "device": "cpu", "token_layout": "tokens_first"}  # fmt: skip
 
     def key(**changes):
         args = {**base, **changes}
@@ -183,7 +183,8 @@ def test_class_vector_key_changes_with_every_input(tmp_path):
                                       args.pop("ctx_init"), **args)  # fmt: skip
 
     variants = [key(), key(checkpoint=files["teacher2"]), key(backbone_file=files["clip2"]), key(classnames=["a", "c"]),
-                key(backbone="ViT-B/16"), key(ctx_init="a picture of a"), key(precision="fp32"), key(device="cuda")]  # fmt: skip
+                key(backbone="ViT-B/16"), key(ctx_init="a picture of a"), key(precision="fp32"), key(device="cuda"),
+                key(token_layout="batch_first")]  # fmt: skip
     assert len(set(variants)) == len(variants)
     files["clip"].write_bytes(b"other weights under the same name")
     assert key() != variants[0]

@@ -19,7 +19,9 @@ def test_the_checkpoint_carries_class_vectors_names_backbone_and_design(trained_
     vectors = record["class_vectors"]
     assert vectors.shape == (12, 768) and vectors.dtype == torch.float32
     torch.testing.assert_close(vectors.norm(dim=-1), torch.ones(12))
-    assert record["design"] == {"n_ctx": 4, "depth": 3, "project_layers": 2, "out_dim": 768}
+    assert record["design"] == {"n_ctx": 4, "depth": 3, "project_layers": 2, "out_dim": 768,
+                                "token_layout": "tokens_first"}
+    assert "token_layout" not in record["backbone"]["architecture"]
     from dassl.utils.download import sha256_of_file
 
     assert record["backbone"]["sha256"] == sha256_of_file(demo.assets.student_clip)

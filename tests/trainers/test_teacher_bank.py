@@ -162,6 +162,7 @@ def test_a_stale_bank_is_never_used(assets, tmp_path, capsys):
         (("INPUT.RRCROP_SCALE", "(0.5, 1.0)"), "teacher"),
         (("INPUT.TRANSFORMS", "['random_resized_crop', 'normalize']"), "teacher"),
         (("TRAINER.PROMPTKD.BANK_DTYPE", "fp32"), "teacher"),
+        (("MODEL.BACKBONE.TOKEN_LAYOUT", "batch_first"), "teacher"),
     ]
     keys = {original.name}
     for extra, teacher in changes:
