@@ -78,9 +78,8 @@ def short_recipes() -> dict:
 def test_miniworld_shows_the_papers_orderings(tmp_path, one_thread):
     """Fixed seeds, shorter pretraining, 4 epochs. Margins (accuracy points) are stated per assertion; only the
     orderings that seeds 1-3 of the full demo all showed are asserted (README, "The demo"). Not asserted, because
-    the world does not show them reliably: PromptSRC keeping the teacher's zero-shot novel accuracy (seed 2: -5.5),
-    the PromptKD student above its own zero-shot accuracy (seeds 1 and 3 of the demo, not seed 2) and near its
-    teacher."""
+    the world does not show them reliably: PromptSRC keeping the teacher's zero-shot novel accuracy (seed 2: -6),
+    and the PromptKD student as close to its teacher as in the paper (3-7 HM points below it)."""
     world = demo.Demo(tmp_path, "cpu", epochs=4, backbones="miniworld", seed=1, recipes=short_recipes())
     zs_base, zs_novel = world.zero_shot()
     student_zs = demo.harmonic_mean(zs_base, zs_novel)
@@ -91,3 +90,7 @@ def test_miniworld_shows_the_papers_orderings(tmp_path, one_thread):
     assert coop_novel < zs_novel, (coop_novel, zs_novel)  # ... and CoOp loses novel accuracy
     results = json.loads((tmp_path / "runs" / "ZeroshotCLIP" / "test_base" / "results.json").read_text())
     assert results["final"]["accuracy"] == zs_base
+    world.teacher()
+    kd_base, kd_novel = world.promptkd()  # measured here: 66.5 / 66.5 against the student's zero-shot 56.5 / 59.5
+    assert kd_base > zs_base + 3, (kd_base, zs_base)  # distilled on unlabeled images, above its own zero-shot
+    assert kd_novel > zs_novel + 3, (kd_novel, zs_novel)  # ... on the classes its teacher never trained on too
