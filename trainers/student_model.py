@@ -141,13 +141,21 @@ def build_preprocess(config: dict[str, Any]):
     return T.Compose(steps)
 
 
-def build_visual(vision: dict[str, Any]) -> nn.Module:
-    """An open_clip image tower from its config (``embed_dim``, ``quick_gelu`` and ``CLIPVisionCfg`` fields)."""
+def build_visual(vision: dict[str, Any], token_layout: str = "batch_first") -> nn.Module:
+    """An open_clip image tower from its config (``embed_dim``, ``quick_gelu`` and ``CLIPVisionCfg`` fields), its
+    blocks in ``token_layout``: ``tokens_first`` (OpenAI's, the toolkit's default) or ``batch_first`` (open_clip's).
+    The layout is the one the student was trained in, so the exported logits are the trainer's to float rounding."""
     from open_clip.model import CLIPVisionCfg, _build_vision_tower
 
+    if token_layout not in ("tokens_first", "batch_first"):
+        raise ValueError(f"token_layout must be tokens_first or batch_first, got {token_layout!r}")
     vision = dict(vision)
     embed_dim, quick_gelu = vision.pop("embed_dim"), vision.pop("quick_gelu", True)
-    return _build_vision_tower(embed_dim, CLIPVisionCfg(**vision), quick_gelu=quick_gelu, cast_dtype=None)
+    visual = _build_vision_tower(embed_dim, CLIPVisionCfg(**vision), quick_gelu=quick_gelu, cast_dtype=None)
+    visual.transformer.batch_first = token_layout == "batch_first"
+    for block in visual.transformer.resblocks:
+        block.attn.batch_first = visual.transformer.batch_first
+    return visual
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -173,7 +181,8 @@ def save_pretrained(model: StudentClassifier, folder: str | os.PathLike, config:
     full = {
         **config, "format": FORMAT, "format_version": FORMAT_VERSION, "classnames": model.classnames,
         "design": {"n_ctx": model.n_ctx, "depth": model.depth, "project_layers": model.project_layers,
-                   "out_dim": int(model.class_vectors.shape[1])},
+                   "out_dim": int(model.class_vectors.shape[1]),
+                   "token_layout": "batch_first" if model._batch_first else "tokens_first"},
         "preprocess": model.preprocess_config,
     }  # fmt: skip
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -198,7 +207,7 @@ def from_pretrained(folder: str | os.PathLike, device: str | torch.device = "cpu
     tensors = load_file(str(weights_file))
     design = config["design"]
     model = StudentClassifier(
-        build_visual(config["vision"]), design["n_ctx"], design["depth"], design["project_layers"],
+        build_visual(config["vision"], design.get("token_layout", "batch_first")), design["n_ctx"], design["depth"], design["project_layers"],
         tensors["class_vectors"], tensors["logit_scale"], config["classnames"], config["preprocess"],
     )  # fmt: skip
     model.load_state_dict(tensors, strict=True)

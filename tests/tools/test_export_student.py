@@ -26,6 +26,7 @@ import torch
 sys.path.insert(0, ".")  # the export folder, as its model card says (-I keeps the repository and cwd off the path)
 from promptkd_student import from_pretrained
 model = from_pretrained(".")
+assert model.visual.transformer.batch_first is False  # the layout it was trained in (config.json)
 x = torch.load("input.pt", weights_only=True)
 torch.save(model(x), "logits.pt")
 print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)))
@@ -42,7 +43,8 @@ def test_export_loads_elsewhere_and_matches_the_trainer_and_onnx(trained_student
     saved = json.loads((out / "config.json").read_text())
     assert saved["classnames"] == config["classnames"] and len(saved["classnames"]) == 12
     assert saved["preprocess"]["resolution"] == [112, 112] and saved["preprocess"]["interpolation"] == "bicubic"
-    assert saved["design"] == {"n_ctx": 4, "depth": 3, "project_layers": 2, "out_dim": 768}
+    assert saved["design"] == {"n_ctx": 4, "depth": 3, "project_layers": 2, "out_dim": 768,
+                               "token_layout": "tokens_first"}  # the layout it was trained in
     assert saved["backbone"]["name"] == "ViT-B/16" and len(saved["backbone"]["sha256"]) == 64
     from safetensors.torch import load_file
 
