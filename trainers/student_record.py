@@ -9,6 +9,7 @@ class-vector cache; only re-targeting the student to other class names needs the
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -36,6 +37,15 @@ class StudentCheckpointError(UserError, ValueError):
     """A saved student that is missing, not a PromptKD checkpoint, or older than the self-contained format."""
 
 
+def _run_trainer(folder: Path) -> str | None:
+    """The trainer named by a run folder's ``results.json`` (None when there is none to read)."""
+    try:
+        trainer = json.loads((folder / "results.json").read_text()).get("trainer")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return trainer if isinstance(trainer, str) else None
+
+
 def find_checkpoint(path: str | os.PathLike, epoch: int | None = None, model_folder: str = MODEL_FOLDER) -> Path:
     """The checkpoint file of a run folder (``<run>/<model_folder>/model-best.pth.tar``, else the highest
     ``model.pth.tar-N``; ``epoch`` picks ``model.pth.tar-<epoch>``), of a checkpoint folder, or ``path`` itself."""
@@ -58,6 +68,12 @@ def find_checkpoint(path: str | os.PathLike, epoch: int | None = None, model_fol
         if numbered:
             return numbered[-1][1]
     which = f"model.pth.tar-{epoch}" if epoch is not None else "model-best.pth.tar or model.pth.tar-N"
+    trainer = _run_trainer(path)
+    if trainer is not None and trainer != "PromptKD":
+        raise StudentCheckpointError(
+            f"{path} is a {trainer} run, not a PromptKD student's: only a PromptKD run folder (or checkpoint) carries a "
+            f"student ({model_folder}/{which}). Point at the output folder of a PromptKD training run."
+        )
     raise StudentCheckpointError(
         f"No checkpoint found at {path}: expected a checkpoint file, or a run folder with {model_folder}/{which} "
         "(what train.py writes under --output-dir). Point at the run folder of a finished training run."

@@ -68,3 +68,15 @@ def test_a_missing_or_foreign_checkpoint_is_a_clear_error(tmp_path):
     torch.save({"state_dict": {}, "meta": {"trainer": "CoOp"}}, tmp_path / "model-best.pth.tar")
     with pytest.raises(StudentCheckpointError, match="is a CoOp checkpoint"):
         read_student_record(tmp_path)
+
+
+def test_a_run_folder_of_another_trainer_is_named_as_such(tmp_path):
+    run = tmp_path / "coop_run"
+    (run / "prompt_learner").mkdir(parents=True)
+    (run / "prompt_learner" / "model.pth.tar-1").write_bytes(b"")
+    (run / "results.json").write_text(json.dumps({"trainer": "CoOp"}))
+    with pytest.raises(StudentCheckpointError, match=r"coop_run is a CoOp run, not a PromptKD student's"):
+        find_checkpoint(run)
+    (run / "results.json").write_text("{not json")  # unreadable: the generic message, not a crash
+    with pytest.raises(StudentCheckpointError, match="No checkpoint found at"):
+        find_checkpoint(run)
