@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import json
 import os.path as osp
 import time
 from collections import OrderedDict
@@ -673,7 +674,10 @@ class SimpleTrainer(TrainerBase):
             "subsample_classes": self.cfg.DATASET.get("SUBSAMPLE_CLASSES", "all"),
             "backbone": self.cfg.MODEL.BACKBONE.NAME,
             "final_model": self.cfg.TEST.FINAL_MODEL,
-            "config_hash": hashlib.sha256(self.cfg.dump().encode("utf-8")).hexdigest()[:16],
+            # the result-determining config (the run folder's fingerprint): the same for a rerun in another folder
+            "config_hash": hashlib.sha256(
+                json.dumps(fingerprint, sort_keys=True, default=str).encode("utf-8")
+            ).hexdigest()[:16],
             "experiment": {
                 "name": self.cfg.get("EXPERIMENT", "") or self.cfg.TRAINER.NAME,
                 "config_id": experiment_config_id(fingerprint),

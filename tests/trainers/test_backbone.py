@@ -493,6 +493,12 @@ def test_runs_use_the_configured_token_layout_and_record_it(tmp_path):
     assert records["default"]["backbones"]["MODEL.BACKBONE.PATH"]["token_layout"] == "tokens_first"
     assert records["batch_first"]["backbones"]["MODEL.BACKBONE.PATH"]["token_layout"] == "batch_first"
     assert records["default"]["config_hash"] != records["batch_first"]["config_hash"]
+    # the hash is of the result-determining config: the same run in another folder has the same one
+    again = run_tiny(assets, "IVLP", "IVLP/vit_b16_c2_ep5_batch4_2+2ctx", tmp_path / "elsewhere", *depth,
+                     "TRAIN.PRINT_FREQ", "7")  # fmt: skip
+    assert again is not None
+    rerun = json.loads((tmp_path / "elsewhere" / "results.json").read_text())
+    assert rerun["config_hash"] == records["default"]["config_hash"]
     assert records["default"]["base"]["accuracy"] == records["batch_first"]["base"]["accuracy"]
     assert len(trained["default"]) >= 3
     for key, value in trained["default"].items():
