@@ -82,8 +82,8 @@ VERIFIED_SUFFIX = ".sha256-ok"
 
 # How the transformer blocks hold their tokens: (tokens, batch, width) as OpenAI's CLIP code and therefore every
 # upstream repository does, or open_clip's own (batch, tokens, width). Same function, rows of the matrix products in
-# another order: features differ by ~1e-6 at ViT-B/16 size, and on a CPU the student step is ~20 % faster
-# tokens-first (benchmarks/README.md, the teacher-bank section).
+# another order: features differ by ~1e-6 at ViT-B/16 size, and on a CPU the student's forward/backward is
+# 9-20 % faster tokens-first (benchmarks/README.md, the teacher-bank section).
 TOKEN_LAYOUTS = ("tokens_first", "batch_first")
 
 # Extra entries OpenAI's TorchScript archives carry next to the weights; they are not parameters.

@@ -206,9 +206,10 @@ def from_pretrained(folder: str | os.PathLike, device: str | torch.device = "cpu
         raise ValueError(f"{config_file} is not a {FORMAT} config of version <= {FORMAT_VERSION}")
     tensors = load_file(str(weights_file))
     design = config["design"]
+    visual = build_visual(config["vision"], design.get("token_layout", "batch_first"))  # older exports: open_clip's
     model = StudentClassifier(
-        build_visual(config["vision"], design.get("token_layout", "batch_first")), design["n_ctx"], design["depth"], design["project_layers"],
-        tensors["class_vectors"], tensors["logit_scale"], config["classnames"], config["preprocess"],
+        visual, design["n_ctx"], design["depth"], design["project_layers"], tensors["class_vectors"],
+        tensors["logit_scale"], config["classnames"], config["preprocess"],
     )  # fmt: skip
     model.load_state_dict(tensors, strict=True)
     return model.to(device).eval()
