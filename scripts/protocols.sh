@@ -106,14 +106,9 @@ xd_test() {  # <dataset> <seed> [KEY VALUE ...]: evaluate the xd_train model on 
 # Evaluate released weights (the reproduce_* scripts of MaPLe and PromptSRC): <dataset> <seed> <weights dir>.
 # Base-to-novel reads <weights dir>/base/seed<seed> and writes test_base/ and test_new/ of the b2n layout.
 reproduce_b2n() {
-    local usage="scripts/${METHOD_DIR}/$(basename "$0") <dataset> <seed> <weights dir> [KEY VALUE ...]"
-    if [ $# -lt 3 ]; then echo "usage: ${usage}" >&2; exit 2; fi
-    local dataset=$1 seed=$2 weights=$3
+    local dataset seed weights
+    _reproduce_args "$@"
     shift 3
-    require_seed "${seed}" "${usage}"
-    require_dataset "${dataset}"
-    _config
-    _load_epoch "$@"
     _require_weights "${weights}/base/seed${seed}"
     local sub
     for sub in base new; do
@@ -125,17 +120,25 @@ reproduce_b2n() {
 
 # Cross-dataset / DG: reads <weights dir>/seed<seed>, writes the xd_test layout.
 reproduce_xd() {
+    local dataset seed weights
+    _reproduce_args "$@"
+    shift 3
+    _require_weights "${weights}/seed${seed}"
+    _train_py "${dataset}" "${seed}" "${OUTPUT}/evaluation/${TRAINER}/${CFG}_16shots/${dataset}/seed${seed}" \
+        --model-dir "${weights}/seed${seed}" --load-epoch "${LOADEP}" --eval-only ${METHOD_OPTS[@]+"${METHOD_OPTS[@]}"} "$@"
+}
+
+# The arguments of both reproduce_* functions: <dataset> <seed> <weights dir> [KEY VALUE ...]. Checks them and sets
+# the caller's local dataset, seed and weights (bash scoping), the config and the epoch to load.
+_reproduce_args() {
     local usage="scripts/${METHOD_DIR}/$(basename "$0") <dataset> <seed> <weights dir> [KEY VALUE ...]"
     if [ $# -lt 3 ]; then echo "usage: ${usage}" >&2; exit 2; fi
-    local dataset=$1 seed=$2 weights=$3
+    dataset=$1 seed=$2 weights=$3
     shift 3
     require_seed "${seed}" "${usage}"
     require_dataset "${dataset}"
     _config
     _load_epoch "$@"
-    _require_weights "${weights}/seed${seed}"
-    _train_py "${dataset}" "${seed}" "${OUTPUT}/evaluation/${TRAINER}/${CFG}_16shots/${dataset}/seed${seed}" \
-        --model-dir "${weights}/seed${seed}" --load-epoch "${LOADEP}" --eval-only ${METHOD_OPTS[@]+"${METHOD_OPTS[@]}"} "$@"
 }
 
 _require_weights() {
