@@ -80,12 +80,33 @@ def config_fingerprint(cfg, extra: dict | None = None) -> dict[str, object]:
     return fingerprint
 
 
+def _own_trainer_node(fingerprint: dict) -> str | None:
+    """``TRAINER.<NODE>.`` of the run's trainer (its ``CONFIG_NODE``), or None when it is not registered."""
+    from .build import TRAINER_REGISTRY
+
+    name = fingerprint.get("TRAINER.NAME")
+    if not isinstance(name, str) or name not in TRAINER_REGISTRY.registered_names():
+        return None
+    node = getattr(TRAINER_REGISTRY.get(name), "CONFIG_NODE", None) or name.upper()
+    return f"TRAINER.{node}."
+
+
 def describe_differences(old: dict, new: dict) -> list[str]:
-    """``KEY: old -> new`` for every key whose value differs (or exists on one side only)."""
+    """``KEY: old -> new`` for every key whose value differs (or exists on one side only).
+
+    One exception: a key of another trainer's node that exists on one side only. It comes from a method registered
+    in one process and not the other (a plugin, ``train.py --plugin`` / ``PROMPTKD_PLUGINS``), and the run's own
+    trainer cannot read a node that may be missing, so it cannot have changed a number.
+    """
     missing = object()
+    own = _own_trainer_node(new)
     lines = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key, missing), new.get(key, missing)
+        one_sided = a is missing or b is missing
+        foreign_node = key.startswith("TRAINER.") and key.count(".") >= 2 and own is not None and not key.startswith(own)
+        if one_sided and foreign_node:
+            continue
         if a != b:
             shown = ["(absent)" if v is missing else repr(v) for v in (a, b)]
             lines.append(f"{key}: {shown[0]} -> {shown[1]}")

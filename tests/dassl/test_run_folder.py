@@ -119,3 +119,24 @@ def test_stale_temp_files_are_removed(tmp_path):
     (tmp_path / "prompt_learner" / "model-last.pth.tar").write_bytes(b"keep")
     assert RunFolder(str(tmp_path)).remove_stale_temp_files() == sorted(str(p) for p in stale)
     assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == ["model-last.pth.tar"]
+
+
+def test_a_plugin_node_on_one_side_only_is_not_a_difference_for_another_trainer():
+    """A method registered by a plugin in one process and not in the other (``--plugin``, ``PROMPTKD_PLUGINS``) adds
+    its own node to the config; the run's trainer cannot have read it, so a restart without the plugin is accepted.
+    Everything else that differs is still named."""
+    import trainers  # noqa: F401  (registers CoOp)
+
+    coop = {"TRAINER.NAME": "CoOp", "TRAINER.COOP.N_CTX": 16, "OPTIM.LR": 0.002}
+    with_plugin = {**coop, "TRAINER.MYMETHOD.ALPHA": 0.5, "TRAINER.MYMETHOD.PREC": "fp32"}
+    assert describe_differences(with_plugin, coop) == []
+    assert describe_differences(coop, with_plugin) == []
+    # the run's own node, a value that changed in another node, and top-level keys are all still differences
+    assert describe_differences(coop, {"TRAINER.NAME": "CoOp", "OPTIM.LR": 0.002}) == ["TRAINER.COOP.N_CTX: 16 -> (absent)"]
+    assert describe_differences(with_plugin, {**with_plugin, "TRAINER.MYMETHOD.ALPHA": 0.7}) == [
+        "TRAINER.MYMETHOD.ALPHA: 0.5 -> 0.7"
+    ]
+    assert describe_differences(coop, {**coop, "TRAINER.MODAL": "cross"}) == ["TRAINER.MODAL: (absent) -> 'cross'"]
+    # a run of the plugin's own method: its node is its own, so losing it is a difference
+    own = {"TRAINER.NAME": "MyMethod", "TRAINER.MYMETHOD.ALPHA": 0.5}
+    assert describe_differences(own, {"TRAINER.NAME": "MyMethod"}) == ["TRAINER.MYMETHOD.ALPHA: 0.5 -> (absent)"]
