@@ -47,7 +47,6 @@ __all__ = [
     "matching_clip_name",
     "reference_architecture",
     "set_token_layout",
-    "token_layout",
     "TOKEN_LAYOUTS",
     "expected_sha256",
     "load_clip",
@@ -587,15 +586,6 @@ def set_token_layout(model: torch.nn.Module, layout: str) -> torch.nn.Module:
     return model
 
 
-def token_layout(model: torch.nn.Module) -> str:
-    """The layout ``model``'s transformers run in (``set_token_layout``)."""
-    towers = [m for m in model.modules() if hasattr(m, "resblocks") and hasattr(m, "batch_first")]
-    layouts = {"batch_first" if tower.batch_first else "tokens_first" for tower in towers}
-    if len(layouts) > 1:
-        raise ValueError(f"the transformers of this model run in different token layouts: {sorted(layouts)}")
-    return layouts.pop() if layouts else "batch_first"
-
-
 def vision_tower_config(model: torch.nn.Module) -> dict[str, Any]:
     """The image tower's open_clip config (``CLIPVisionCfg`` fields + ``embed_dim``, ``quick_gelu``), so that
     ``trainers.student_model.build_visual`` rebuilds it without the checkpoint it came from (exports)."""
@@ -687,8 +677,10 @@ def load_clip_with_info(
     device: str | torch.device = "cpu",
     *,
     path_key: str = DEFAULT_PATH_KEY,
+    token_layout: str | None = None,
 ) -> tuple[CLIP, dict[str, Any]]:
-    """``load_clip`` plus what was loaded: ``describe_clip`` + ``name`` (configured), ``file``, ``source``.
+    """``load_clip`` plus what was loaded: ``describe_clip`` + ``name`` (configured), ``file``, ``source``, and
+    ``token_layout`` when one is given (``set_token_layout``; None leaves open_clip's).
 
     A file found by name in the cache dir must have that architecture's shapes (``ClipCheckpointError`` naming
     both). A file given by ``path`` may be any size (tiny test models), but one whose shapes are not ``name``'s
@@ -724,6 +716,9 @@ def load_clip_with_info(
         model = build_clip_from_state_dict(state_dict)
     print(f"Loaded CLIP backbone {name} from {file}: {format_architecture(found)}")
     info = {**found, "name": name, "file": str(file), "source": path_key if path else "CLIP cache dir"}
+    if token_layout is not None:
+        set_token_layout(model, token_layout)
+        info["token_layout"] = token_layout
     return model.to(device), info
 
 
@@ -740,6 +735,7 @@ def load_clip(
     device: str | torch.device = "cpu",
     *,
     path_key: str = DEFAULT_PATH_KEY,
+    token_layout: str | None = None,
 ) -> CLIP:
     """Resolve, read and build backbone ``name`` (fp32, eval) on ``device``; prints which file it loaded."""
-    return load_clip_with_info(name, path, device, path_key=path_key)[0]
+    return load_clip_with_info(name, path, device, path_key=path_key, token_layout=token_layout)[0]

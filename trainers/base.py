@@ -29,7 +29,7 @@ from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils.errors import UserError
 
-from .backbone import load_clip_with_info, set_token_layout
+from .backbone import load_clip_with_info
 from .precision import PRECISIONS, Precision
 from .prompting import format_trainable_report
 
@@ -100,9 +100,10 @@ class PromptTrainer(TrainerX):
         name = cfg.MODEL.BACKBONE.NAME if name is None else name
         path = cfg.MODEL.BACKBONE.PATH if path is None else path
         print(f"Loading CLIP (backbone: {name})")
-        clip_model, info = load_clip_with_info(name, path, path_key=path_key)
-        set_token_layout(clip_model, cfg.MODEL.BACKBONE.TOKEN_LAYOUT)  # before any prompt hook is attached
-        self.loaded_backbones[path_key] = {**info, "token_layout": cfg.MODEL.BACKBONE.TOKEN_LAYOUT}
+        # the layout is set before any prompt hook is attached (the hooks read it when they are built)
+        layout = cfg.MODEL.BACKBONE.TOKEN_LAYOUT
+        clip_model, info = load_clip_with_info(name, path, path_key=path_key, token_layout=layout)
+        self.loaded_backbones[path_key] = info
         resolution = clip_model.visual.image_size
         resolution = resolution[0] if isinstance(resolution, (tuple, list)) else resolution
         if cfg.INPUT.SIZE[0] != resolution:

@@ -236,18 +236,17 @@ def cached_class_vectors(teacher: FrozenTeacher | None, cache_dir: str | os.Path
 def encode_classnames(teacher: dict, classnames: list[str], device: str = "cpu") -> torch.Tensor:
     """Class vectors of new ``classnames`` from a student's recorded teacher (``checkpoint``, ``name``,
     ``backbone_path``, ``ctx_init``): what re-targeting a student needs, and the only time it needs the teacher."""
-    from .backbone import ClipCheckpointError, load_clip, set_token_layout
+    from .backbone import ClipCheckpointError, load_clip
 
     layout = teacher.get("token_layout", "batch_first")  # records before the switch ran open_clip's layout
     if teacher.get("kind") == "plain":
-        clip_model = load_clip(teacher["name"], teacher.get("backbone_path", ""), device, path_key="--teacher-backbone")
-        set_token_layout(clip_model, layout)
+        clip_model = load_clip(teacher["name"], teacher.get("backbone_path", ""), device, path_key="--teacher-backbone",
+                               token_layout=layout)  # fmt: skip
         return PlainTeacher(clip_model, classnames, teacher["templates"]).class_vectors()
     try:
         state = read_teacher_state(teacher["checkpoint"])
         clip_model = load_clip(teacher["name"], teacher.get("backbone_path", ""), device,
-                               path_key="--teacher-backbone")  # fmt: skip
-        set_token_layout(clip_model, layout)
+                               path_key="--teacher-backbone", token_layout=layout)  # fmt: skip
     except (TeacherCheckpointError, ClipCheckpointError) as err:
         raise TeacherCheckpointError(
             f"Encoding new class names needs the student's teacher (its text side), which is not available: {err}\n"

@@ -11,7 +11,7 @@ import torch
 
 from dassl.engine import TRAINER_REGISTRY, TrainerX
 
-from .backbone import load_clip_with_info, set_token_layout
+from .backbone import load_clip_with_info
 from .prompting import class_text_features
 from .templates import CUSTOM_TEMPLATES, IMAGENET_TEMPLATES_SELECT, custom_template
 
@@ -27,10 +27,9 @@ class ZeroshotCLIP(TrainerX):
         cfg = self.cfg
         classnames = self.dm.dataset.classnames
         print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
-        clip_model, backbone = load_clip_with_info(cfg.MODEL.BACKBONE.NAME, cfg.MODEL.BACKBONE.PATH, device=self.device)
-        set_token_layout(clip_model, cfg.MODEL.BACKBONE.TOKEN_LAYOUT)
-        # recorded in results.json
-        self.loaded_backbones = {"MODEL.BACKBONE.PATH": {**backbone, "token_layout": cfg.MODEL.BACKBONE.TOKEN_LAYOUT}}
+        clip_model, backbone = load_clip_with_info(cfg.MODEL.BACKBONE.NAME, cfg.MODEL.BACKBONE.PATH, device=self.device,
+                                                   token_layout=cfg.MODEL.BACKBONE.TOKEN_LAYOUT)  # fmt: skip
+        self.loaded_backbones = {"MODEL.BACKBONE.PATH": backbone}  # recorded in results.json
         if self.device.type == "cuda":
             clip_model.half()  # upstream evaluates the frozen CLIP in fp16 on GPU
         templates = self.templates()

@@ -160,15 +160,16 @@ def test_freeze_and_trainable_report(tiny_clip):
 def test_both_token_layouts_compute_the_same_prompted_features():
     """MODEL.BACKBONE.TOKEN_LAYOUT: OpenAI's (tokens, batch, width) and open_clip's (batch, tokens, width) blocks give
     the same features and prompt gradients (to float rounding), with deep prompts in both towers."""
-    from trainers.backbone import set_token_layout, token_layout
+    from trainers.backbone import set_token_layout
 
     state = make_tiny_clip("student", image_size=32, layers=4, text_layers=4, seed=3)
     images = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     results = {}
     for layout in ("batch_first", "tokens_first"):
         model = set_token_layout(build_clip_from_state_dict(state), layout)
-        assert token_layout(model) == layout
-        assert all(block.attn.batch_first == (layout == "batch_first") for block in model.visual.transformer.resblocks)
+        for tower in (model.visual.transformer, model.transformer):
+            assert tower.batch_first == (layout == "batch_first")
+            assert all(block.attn.batch_first == tower.batch_first for block in tower.resblocks)
         learner = TextPromptLearner(model, ["cat", "dog"], n_ctx=2, ctx_init="a photo of", init_family="ivlp")
         vision, text = DeepPrompts(2, 128, depth=3), DeepPrompts(2, 64, depth=3, first_layer=1)
         for prompts in (vision, text):
